@@ -1,0 +1,25 @@
+"""User-facing errors.
+
+Every error a user can cause (a bad file, a bad option, missing data) is raised as a
+:class:`DigitlabError` whose message names the problem: the file, the field, the limit. The CLI
+prints the message and exits with status 2; the server maps it to a 4xx JSON ``detail``. Anything
+else that escapes is a bug.
+"""
+
+from __future__ import annotations
+
+
+class DigitlabError(Exception):
+    """An error caused by input the user gave; its message is meant to be shown as it is."""
+
+
+class DataError(DigitlabError):
+    """MNIST or CSV data is missing, corrupt or malformed."""
+
+
+class CheckpointError(DigitlabError):
+    """A checkpoint or model file cannot be read or does not fit this version of digitlab."""
+
+
+class ImageError(DigitlabError):
+    """An image cannot be decoded or breaks a limit (size, pixel count)."""
