@@ -163,8 +163,7 @@ def build_model(ckpt: dict[str, Any]) -> nn.Module:
         model.load_state_dict(ckpt["state_dict"])
     except RuntimeError as exc:
         raise CheckpointError(
-            f"{where}: weights do not fit model {ckpt['model_name']!r}: "
-            f"{str(exc).splitlines()[0]}"
+            f"{where}: weights do not fit model {ckpt['model_name']!r}: {str(exc).splitlines()[0]}"
         ) from None
     return model.eval()
 

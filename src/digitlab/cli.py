@@ -17,7 +17,15 @@ from .errors import DigitlabError
 
 # Order here is the order in ``digitlab --help``.
 COMMANDS = (
-    "data", "models", "train", "evaluate", "predict", "serve", "gui", "export", "kaggle",
+    "data",
+    "models",
+    "train",
+    "evaluate",
+    "predict",
+    "serve",
+    "gui",
+    "export",
+    "kaggle",
 )
 
 

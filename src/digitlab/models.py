@@ -62,7 +62,9 @@ def _conv_bn(c_in: int, c_out: int) -> list[nn.Module]:
 class MLP(nn.Module):
     """Fully connected net: 784 -> hidden... -> 10, ReLU, optional dropout after each layer."""
 
-    def __init__(self, hidden: tuple[int, ...] = (128, 64), dropout: tuple[float, ...] = ()) -> None:
+    def __init__(
+        self, hidden: tuple[int, ...] = (128, 64), dropout: tuple[float, ...] = ()
+    ) -> None:
         super().__init__()
         if dropout and len(dropout) != len(hidden):
             raise DigitlabError(
@@ -207,7 +209,9 @@ class ModelSpec:
 _REGISTRY: dict[str, ModelSpec] = {}
 
 
-def register_model(name: str, builder: Callable[..., nn.Module], description: str, **defaults) -> None:
+def register_model(
+    name: str, builder: Callable[..., nn.Module], description: str, **defaults
+) -> None:
     """Add a network to the zoo under ``name`` (``defaults`` are its constructor arguments)."""
     if name in _REGISTRY:
         raise ValueError(f"model {name!r} is already registered")
@@ -239,7 +243,7 @@ def create_model(name: str, **config) -> nn.Module:
 
 
 def model_config(name: str, **overrides) -> dict:
-    """The full constructor config of ``name`` with ``overrides`` applied (stored in checkpoints)."""
+    """Full constructor config of ``name`` with ``overrides`` applied (stored in checkpoints)."""
     return {**get_spec(name).defaults, **overrides}
 
 
@@ -249,32 +253,53 @@ def count_parameters(model: nn.Module) -> int:
 
 
 register_model(
-    "mlp_small", MLP, "Small MLP 784-128-64-10: the classic first tutorial network.",
-    hidden=(128, 64), dropout=(),
+    "mlp_small",
+    MLP,
+    "Small MLP 784-128-64-10: the classic first tutorial network.",
+    hidden=(128, 64),
+    dropout=(),
 )
 register_model(
-    "mlp_deep", MLP, "Deep MLP 784-512-256-128-60-10, dropout 0.3/0.2/0.1/0.05.",
-    hidden=(512, 256, 128, 60), dropout=(0.3, 0.2, 0.1, 0.05),
+    "mlp_deep",
+    MLP,
+    "Deep MLP 784-512-256-128-60-10, dropout 0.3/0.2/0.1/0.05.",
+    hidden=(512, 256, 128, 60),
+    dropout=(0.3, 0.2, 0.1, 0.05),
 )
 register_model(
-    "pytorch_example", PyTorchExampleNet,
+    "pytorch_example",
+    PyTorchExampleNet,
     "The pytorch/examples mnist net (2 conv, FC 128): the speed benchmark's reference.",
 )
 register_model(
-    "cnn3", PlainCNN, "3-conv CNN 32-64-128, max-pool, FC 128, dropout 0.5 (Keras-tutorial style).",
-    channels=(32, 64, 128), fc=(128,), dropout=0.5,
+    "cnn3",
+    PlainCNN,
+    "3-conv CNN 32-64-128, max-pool, FC 128, dropout 0.5 (Keras-tutorial style).",
+    channels=(32, 64, 128),
+    fc=(128,),
+    dropout=0.5,
 )
 register_model(
-    "cnn4", PlainCNN, "4-conv CNN 32-64-128-256, max-pool, dropout 0.5, two FC layers (256, 128).",
-    channels=(32, 64, 128, 256), fc=(256, 128), dropout=0.5,
+    "cnn4",
+    PlainCNN,
+    "4-conv CNN 32-64-128-256, max-pool, dropout 0.5, two FC layers (256, 128).",
+    channels=(32, 64, 128, 256),
+    fc=(256, 128),
+    dropout=0.5,
 )
 register_model(
-    "digitnet_fast", DigitNet,
+    "digitnet_fast",
+    DigitNet,
     "Ours, fastest: batch-norm CNN sized for CPU throughput (time-to-99% recipe).",
-    width=16, depth=1, dropout=0.0,
+    width=16,
+    depth=1,
+    dropout=0.0,
 )
 register_model(
-    "digitnet", DigitNet,
+    "digitnet",
+    DigitNet,
     "Ours, most accurate: batch-norm CNN, global max+avg pooling (the bundled default model).",
-    width=32, depth=2, dropout=0.1,
+    width=32,
+    depth=2,
+    dropout=0.1,
 )
