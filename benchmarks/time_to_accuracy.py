@@ -22,18 +22,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import statistics
 import sys
 import time
 from dataclasses import asdict, dataclass, field, replace
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from common import RESULTS, machine, mnist_dir
 from digitlab.augment import augment_batch
 from digitlab.data import load_mnist, split_indices
 from digitlab.evaluate import loss_and_accuracy, predict_logits
@@ -47,7 +45,6 @@ from digitlab.train import (
     train_step,
 )
 
-RESULTS = Path(__file__).resolve().parent / "results"
 THRESHOLDS = (0.990, 0.995)
 
 
@@ -234,18 +231,6 @@ def render_table(summaries: list[dict], ref: dict | None) -> str:
     return "\n".join(lines)
 
 
-def machine() -> dict:
-    return {
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "torch": torch.__version__,
-        "threads": torch.get_num_threads(),
-        "python": platform.python_version(),
-    }
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--recipe", action="append", help="run only this recipe (repeatable)")
@@ -262,11 +247,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    data_dir = args.data_dir or os.environ.get("DIGITLAB_DATA")
-    shared = Path(__file__).resolve().parents[2] / "shared" / "mnist"
-    if data_dir is None and shared.is_dir():
-        data_dir = str(shared)
-    data = load_mnist(data_dir, download=False)
+    data = load_mnist(mnist_dir(args.data_dir), download=False)
     all_recipes = recipes(args.reference_epochs)
     names = args.recipe or list(all_recipes)
     unknown = [n for n in names if n not in all_recipes]

@@ -30,9 +30,7 @@ def mnist_dir() -> Path:
     """Folder holding the four official MNIST files."""
     found = mnist_dir_or_none()
     if found is None:
-        msg = (
-            f"real MNIST not found: set DIGITLAB_DATA or put the four IDX files in {SHARED_MNIST}"
-        )
+        msg = f"real MNIST not found: set DIGITLAB_DATA or put the four IDX files in {SHARED_MNIST}"
         if os.environ.get("CI"):
             pytest.fail(msg)
         pytest.skip(msg)

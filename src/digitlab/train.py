@@ -463,6 +463,8 @@ def train(
         torch.cuda.set_device(device)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
+    if not info.is_main:
+        logging.getLogger("digitlab").setLevel(logging.WARNING)  # one rank reports
     _init_distributed(info, device, cfg.dist_timeout_s)
 
     run_dir = Path(resume_ckpt["run_dir"]) if resume_ckpt else _new_run_dir(cfg)
@@ -634,6 +636,7 @@ def _run(cfg, info, device, run_dir, resume_ckpt, data, callback, stop_event) ->
         import torch.distributed as dist
 
         dist.barrier()
+        dist.destroy_process_group()
     return TrainResult(run_dir, best_path, last_path, history, interrupted)
 
 
@@ -661,7 +664,8 @@ def _train_epoch(
     stop_event,
 ) -> dict | None:
     """One pass over this rank's shard; returns train loss/acc, or None if stopped."""
-    gen = epoch_generator(cfg.seed, epoch, device)
+    gen = epoch_generator(cfg.seed, epoch, device)  # shuffling: identical on every rank
+    aug_gen = epoch_generator(cfg.seed + 7919 * info.rank, epoch, device)  # augmentation: per rank
     torch.manual_seed(cfg.seed * 1_000_003 + epoch + 7919 * info.rank)  # dropout
     perm = torch.randperm(len(s.train_y), generator=gen, device=device)
     mine = perm[info.rank * shard : (info.rank + 1) * shard]  # disjoint shard per rank
@@ -676,7 +680,7 @@ def _train_epoch(
             idx = mine[(step - 1) * cfg.batch_size : step * cfg.batch_size]
             x = s.train_x[idx].float().div_(255)
             if cfg.augment:
-                x = augment_batch(x, aug, gen)
+                x = augment_batch(x, aug, aug_gen)
             if cfg.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             y = s.train_y[idx]

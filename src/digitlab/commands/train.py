@@ -89,4 +89,4 @@ def run(args: argparse.Namespace) -> int:
             f"test acc {best['test_acc']:.2%} -> {result.best_path}"
         )
     print(f"run directory: {result.run_dir}")
-    return 0
+    return 130 if result.interrupted else 0  # 130 = the shell's code for Ctrl-C
