@@ -107,23 +107,9 @@ def test_ctrl_c_mid_epoch_leaves_the_last_good_checkpoint(tmp_path: Path, mnist)
 
 def test_cli_train_then_evaluate(tmp_path: Path, mnist_dir: Path, capsys) -> None:
     run = tmp_path / "cli-run"
-    code = main(
-        [
-            "train",
-            "--model",
-            "digitnet_fast",
-            "--epochs",
-            "1",
-            "--train-samples",
-            "3000",
-            "--val-size",
-            "500",
-            "--run-dir",
-            str(run),
-            "--data-dir",
-            str(mnist_dir),
-        ]
-    )
+    argv = "train --model digitnet_fast --epochs 1 --train-samples 3000 --val-size 500"
+    argv += " --batch-size 32 --no-augment"
+    code = main([*argv.split(), "--run-dir", str(run), "--data-dir", str(mnist_dir)])
     assert code == 0
     assert "run directory" in capsys.readouterr().out
     out_dir = tmp_path / "eval"

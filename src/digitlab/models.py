@@ -188,6 +188,43 @@ class DigitNet(nn.Module):
         return self.fc(self.dropout(pooled))
 
 
+class FastNet(nn.Module):
+    """Two convolutions and one hidden FC layer: built for accuracy per second of CPU training.
+
+    Pooling before the ReLU (same result, a quarter of the activations to rectify), a 5x5
+    first conv so two convs see the whole stroke, and valid padding that drops the empty border:
+    ``(N,1,28,28) -conv5-> (N,c1,24,24) -pool-> (N,c1,12,12) -conv3-> (N,c2,10,10) -pool->
+    (N,c2,5,5) -> FC fc -> 10``.
+    """
+
+    def __init__(self, c1: int = 24, c2: int = 32, fc: int = 256, batchnorm: bool = True) -> None:
+        super().__init__()
+
+        def norm(c: int) -> nn.Module:
+            return nn.BatchNorm2d(c) if batchnorm else nn.Identity()
+
+        self.features = nn.Sequential(
+            Normalize(),
+            nn.Conv2d(1, c1, 5, bias=not batchnorm),
+            nn.MaxPool2d(2),
+            norm(c1),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(c1, c2, 3, bias=not batchnorm),
+            nn.MaxPool2d(2),
+            norm(c2),
+            nn.ReLU(inplace=True),
+            nn.Flatten(),
+        )
+        self.classifier = nn.Sequential(
+            nn.Linear(_flat_features(self.features), fc),
+            nn.ReLU(inplace=True),
+            nn.Linear(fc, NUM_CLASSES),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.features(x))
+
+
 # --------------------------------------------------------------------------------------------
 # Registry
 # --------------------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ validation accuracy, with a calibrated softmax temperature), ``last.pt``, ``curv
 from __future__ import annotations
 
 import contextlib
+import copy
 import csv
 import dataclasses
 import io
@@ -81,6 +82,7 @@ class TrainConfig:
     lr: float | None = None  # None = DEFAULT_LR[optimizer]
     optimizer: str = "adamw"
     weight_decay: float | None = None  # None = DEFAULT_WEIGHT_DECAY[optimizer]
+    betas: tuple[float, float] = (0.9, 0.999)  # Adam/AdamW moment decay rates
     scheduler: str = "onecycle"
     augment: bool = True
     elastic: bool = False
@@ -101,6 +103,7 @@ class TrainConfig:
     dist_timeout_s: int = DEFAULT_DIST_TIMEOUT_S
 
     def __post_init__(self) -> None:
+        self.betas = tuple(self.betas)  # JSON gives a list back
         self.validate()
 
     def validate(self) -> None:
@@ -187,9 +190,9 @@ def make_optimizer(params, cfg: TrainConfig) -> torch.optim.Optimizer:
     lr = cfg.peak_lr
     wd = cfg.weight_decay if cfg.weight_decay is not None else DEFAULT_WEIGHT_DECAY[cfg.optimizer]
     if cfg.optimizer == "adam":
-        return torch.optim.Adam(params, lr=lr, weight_decay=wd)
+        return torch.optim.Adam(params, lr=lr, betas=tuple(cfg.betas), weight_decay=wd)
     if cfg.optimizer == "adamw":
-        return torch.optim.AdamW(params, lr=lr, weight_decay=wd)
+        return torch.optim.AdamW(params, lr=lr, betas=tuple(cfg.betas), weight_decay=wd)
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(params, lr=lr, momentum=0.9, nesterov=True, weight_decay=wd)
     return torch.optim.Adadelta(params, lr=lr, weight_decay=wd)
@@ -539,7 +542,7 @@ def _run(cfg, info, device, run_dir, resume_ckpt, data, callback, stop_event) ->
         model.load_state_dict(resume_ckpt["state_dict"])
         opt.load_state_dict(resume_ckpt["optimizer_state"])
         if sched is not None and "scheduler_state" in resume_ckpt:
-            sched.load_state_dict(resume_ckpt["scheduler_state"])
+            _load_scheduler(sched, resume_ckpt["scheduler_state"], cfg)
         history = list(resume_ckpt.get("history", []))
         start_epoch = int(resume_ckpt["epoch"]) + 1
         best_acc = float(resume_ckpt.get("best_val_acc", -1.0))
@@ -638,6 +641,24 @@ def _run(cfg, info, device, run_dir, resume_ckpt, data, callback, stop_event) ->
         dist.barrier()
         dist.destroy_process_group()
     return TrainResult(run_dir, best_path, last_path, history, interrupted)
+
+
+def _load_scheduler(sched: Any, state: dict, cfg: TrainConfig) -> None:
+    """Restore a scheduler; if --epochs changed on resume, keep the new run length.
+
+    A scheduler's state includes the length it was planned for, so loading it as-is would fail
+    past the old end (OneCycleLR) or restart (cosine). We keep the step count from the state and
+    the plan (phase ends, T_max) built for the new --epochs: for the extra epochs the learning
+    rate rises again on the longer curve, a warm restart.
+    """
+    plan_keys = ("total_steps", "_schedule_phases", "T_max")
+    plan = {k: copy.deepcopy(getattr(sched, k)) for k in plan_keys if hasattr(sched, k)}
+    sched.load_state_dict(state)
+    changed = {k: v for k, v in plan.items() if getattr(sched, k) != v}
+    if changed:
+        log.info("learning-rate schedule re-planned for --epochs %d", cfg.epochs)
+        for k, v in changed.items():
+            setattr(sched, k, v)
 
 
 def _autocast(device: torch.device):
