@@ -88,7 +88,7 @@ def test_foreign_dict_and_newer_format_and_wrong_weights(tmp_path: Path) -> None
     torch.save({**ckpt, "format_version": FORMAT_VERSION + 1}, tmp_path / "new.pt")
     with pytest.raises(CheckpointError, match="newer"):
         load_checkpoint(tmp_path / "new.pt")
-    torch.save({**ckpt, "model_config": {"width": 8, "depth": 1}}, tmp_path / "mismatch.pt")
+    torch.save({**ckpt, "model_config": {"c1": 8, "c2": 16, "fc": 32}}, tmp_path / "mismatch.pt")
     with pytest.raises(CheckpointError, match="do not fit"):
         build_model(load_checkpoint(tmp_path / "mismatch.pt"))
 

@@ -19,6 +19,7 @@ previous file intact.
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -143,10 +144,7 @@ def load_checkpoint(path: str | os.PathLike | None) -> dict[str, Any]:
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for corrupt/unsafe files
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(
-            f"checkpoint {path}: cannot be read as a safe (weights-only) torch file: {first_line}"
-        ) from None
+        raise CheckpointError(f"checkpoint {path}: {_load_failure(exc)}") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise CheckpointError(f"checkpoint {path}: not a digitlab checkpoint (no 'format' field)")
     version = ckpt.get("format_version")
@@ -160,6 +158,25 @@ def load_checkpoint(path: str | os.PathLike | None) -> dict[str, Any]:
             raise CheckpointError(f"checkpoint {path}: missing field {key!r}")
     ckpt["path"] = str(path)
     return ckpt
+
+
+def _load_failure(exc: Exception) -> str:
+    """One readable sentence for why ``torch.load(weights_only=True)`` failed.
+
+    torch's own message is a page of advice to retry with ``weights_only=False`` — exactly what
+    must not be done with an untrusted file — so we keep only the reason.
+    """
+    text = str(exc)
+    match = re.search(r"Unsupported global: GLOBAL (\S+)", text)
+    if match:
+        return (
+            "cannot be read as a safe (weights-only) torch file: it holds Python objects "
+            f"({match.group(1)}) that could run code when loaded; not a digitlab checkpoint"
+        )
+    return (
+        "cannot be read as a safe (weights-only) torch file: corrupt, truncated, or not a "
+        f"PyTorch file ({type(exc).__name__})"
+    )
 
 
 def build_model(ckpt: dict[str, Any]) -> nn.Module:

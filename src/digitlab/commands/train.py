@@ -25,6 +25,13 @@ def add_train_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--lr", type=float, help="peak learning rate (default depends on optimizer)")
     g.add_argument("--optimizer", choices=("adam", "adamw", "sgd", "adadelta"))
     g.add_argument("--weight-decay", type=float)
+    g.add_argument(
+        "--betas",
+        type=float,
+        nargs=2,
+        metavar=("B1", "B2"),
+        help="Adam/AdamW moment decay rates (default 0.9 0.999)",
+    )
     g.add_argument("--scheduler", choices=("onecycle", "cosine", "step", "plateau", "none"))
     g.add_argument(
         "--augment",

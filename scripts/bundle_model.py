@@ -1,0 +1,48 @@
+"""Make a training run's best checkpoint the bundled default model.
+
+    python scripts/bundle_model.py runs/<run>      # -> src/digitlab/weights/default.pt (+ .onnx)
+
+Copies ``best.pt`` (already inference-only and calibrated on the validation split), records the
+run's total training time, and exports ``default.onnx`` for torch-free deployments (verified
+against PyTorch on the test set by ``digitlab export``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+from digitlab.checkpoint import BUNDLED_MODEL, atomic_write, load_checkpoint
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("run_dir", type=Path)
+    p.add_argument("--no-onnx", action="store_true", help="skip the ONNX export")
+    args = p.parse_args(argv)
+    ckpt = load_checkpoint(args.run_dir / "best.pt")
+    with open(args.run_dir / "metrics.csv") as f:
+        rows = list(csv.DictReader(f))
+    ckpt["train_seconds"] = sum(float(r["seconds"]) for r in rows)
+    ckpt["source_run"] = args.run_dir.name
+    ckpt.pop("path", None)
+    atomic_write(BUNDLED_MODEL, lambda tmp: torch.save(ckpt, tmp))
+    size = BUNDLED_MODEL.stat().st_size
+    print(
+        f"{BUNDLED_MODEL}: {size / 1e6:.2f} MB, epoch {ckpt['epoch']}, "
+        f"val {ckpt['metrics']['val_acc']:.4%}, test {ckpt['metrics']['test_acc']:.4%}"
+    )
+    if not args.no_onnx:
+        onnx_path = BUNDLED_MODEL.with_suffix(".onnx")
+        cmd = [sys.executable, "-m", "digitlab", "export", "default", "--out", str(onnx_path)]
+        return subprocess.call(cmd)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,39 @@
+"""``digitlab gui``: the desktop app (Tkinter)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..errors import DigitlabError
+
+# Names that mean "the bundled model" (as for `digitlab predict --model`).
+BUNDLED_NAMES = ("default", "bundled")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "gui",
+        help="desktop app: draw or open a digit and see the prediction",
+        description="Open the desktop app. It starts with --model, else the newest "
+        "runs/*/best.pt in the current folder, else the bundled model.",
+    )
+    p.add_argument("--model", metavar="PATH", help="checkpoint (.pt) or ONNX model to start with")
+    p.add_argument("--multi", action="store_true", help="start in multi-digit mode")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.model and args.model not in BUNDLED_NAMES and not Path(args.model).is_file():
+        raise DigitlabError(f"--model {args.model}: no such file")
+    try:
+        from ..gui import run_app
+    except ImportError as exc:
+        if "tkinter" not in str(exc):
+            raise
+        raise DigitlabError(
+            f"the desktop app needs Tk, which this Python lacks ({exc}); on Debian/Ubuntu "
+            "install python3-tk, or use `digitlab serve` and a browser"
+        ) from None
+    model = None if args.model in BUNDLED_NAMES else args.model
+    return run_app(model, multi=args.multi)

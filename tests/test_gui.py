@@ -1,0 +1,704 @@
+"""The desktop app under a real X server (Xvfb), driven by real X input events (xdotool).
+
+Each test opens the real Tk window in this process and pumps its event loop while ``xdotool``
+moves the X pointer and presses keys, so the events go through the X server exactly as a user's
+would. Without Xvfb, xdotool or tkinter the tests are skipped with the reason — except under CI
+(``CI`` set), where that is a failure.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import itertools
+import math
+import os
+import shutil
+import subprocess
+import sys
+import time
+import weakref
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+pytestmark = pytest.mark.gui
+
+SCREEN = "1280x800x24"
+XVFB_START_TIMEOUT_S = 10
+IDLE_TIMEOUT_S = 30
+TRAIN_TIMEOUT_S = 120
+# Seconds between two pointer moves: long enough for Tk to see each motion event on its own
+# (Tk merges queued motion events), short enough that a stroke takes well under a second.
+MOVE_PAUSE_S = 0.012
+STEP_UNITS = 14  # paper units between two pointer positions along a stroke
+PROB_TOLERANCE = 1e-5
+CONFIDENT = 0.9
+IMAGE_SUFFIXES = ("png", "jpg", "jpeg", "bmp", "gif", "webp")  # what "Open image…" offers
+
+Stroke = list[tuple[float, float]]
+# Digits as pen strokes on the 420 x 280 paper (see digitlab.gui.canvas).
+SEVEN: list[Stroke] = [[(140, 55), (280, 55), (200, 240)]]
+ONE: list[Stroke] = [[(215, 45), (205, 240)]]
+ZERO: list[Stroke] = [
+    [
+        (210 + 62 * math.sin(t / 20 * 2 * math.pi), 140 - 92 * math.cos(t / 20 * 2 * math.pi))
+        for t in range(21)
+    ]
+]
+SEVEN_TWO_STROKES: list[Stroke] = [[(140, 55), (280, 55)], [(280, 55), (200, 240)]]
+ONE_SEVEN: list[Stroke] = [[(100, 50), (95, 235)], [(190, 55), (320, 55), (245, 240)]]
+
+
+def _missing(what: str) -> None:
+    message = f"GUI tests need {what}"
+    if os.environ.get("CI"):
+        pytest.fail(f"{message} (CI is set, so this is an error, not a skip)")
+    pytest.skip(message)
+
+
+# ------------------------------------------------------------------------------------------------
+# Fixtures: an X server, the engine, the app
+# ------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def x_display() -> Iterator[str]:
+    """A private Xvfb server; DISPLAY points at it for the module's tests."""
+    try:
+        import tkinter  # noqa: F401
+    except ImportError as exc:
+        _missing(f"tkinter ({exc}; install python3-tk)")
+    for tool, package in (("Xvfb", "xvfb"), ("xdotool", "xdotool")):
+        if shutil.which(tool) is None:
+            _missing(f"{tool} (Debian package {package})")
+    read_fd, write_fd = os.pipe()
+    # -displayfd: Xvfb picks a free display number itself and writes it to the pipe when ready.
+    proc = subprocess.Popen(
+        ["Xvfb", "-displayfd", str(write_fd), "-screen", "0", SCREEN, "-nolisten", "tcp"],
+        pass_fds=(write_fd,),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    os.close(write_fd)
+    number = _read_display_number(read_fd, proc)
+    old = os.environ.get("DISPLAY")
+    os.environ["DISPLAY"] = f":{number}"
+    try:
+        yield f":{number}"
+    finally:
+        gc.collect()  # free the last windows while their X server still runs
+        if old is None:
+            os.environ.pop("DISPLAY", None)
+        else:
+            os.environ["DISPLAY"] = old
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def _read_display_number(read_fd: int, proc: subprocess.Popen) -> str:
+    deadline = time.monotonic() + XVFB_START_TIMEOUT_S
+    text = b""
+    with os.fdopen(read_fd, "rb", buffering=0) as pipe:
+        os.set_blocking(read_fd, False)
+        while not text.endswith(b"\n"):
+            if proc.poll() is not None:
+                pytest.fail(f"Xvfb exited: {proc.stderr.read().decode(errors='replace')[-500:]}")
+            if time.monotonic() > deadline:
+                proc.kill()
+                pytest.fail("Xvfb did not report a display within 10 s")
+            with contextlib.suppress(BlockingIOError):
+                text += pipe.read() or b""
+            time.sleep(0.02)
+    return text.decode().strip()
+
+
+@pytest.fixture(scope="module")
+def recognizer():
+    """The engine the CLI and the web app use, loaded on its own (not through the GUI)."""
+    from digitlab.recognizer import load_model
+
+    return load_model(None)
+
+
+@pytest.fixture
+def make_app(x_display: str):
+    """Factory: ``make_app(cwd)`` opens the app's main window working in folder ``cwd``."""
+    from digitlab.gui import create_app
+
+    # Tk objects must be freed on the Tk thread: collect earlier tests' windows here, not
+    # whenever some worker thread happens to trigger a garbage collection.
+    gc.collect()
+    opened = []
+
+    def factory(cwd: Path):
+        application = create_app(cwd=cwd)
+        opened.append(application)
+        wait_idle(application)
+        return application
+
+    yield factory
+    for application in opened:
+        application.close()  # idempotent; the next test's gc.collect() frees it
+
+
+@pytest.fixture
+def app(make_app, tmp_path: Path):
+    """The app's main window, with the bundled model loaded, working in an empty folder."""
+    application = make_app(tmp_path)
+    assert application.recognizer is not None, application.error_var.get()
+    return application
+
+
+# ------------------------------------------------------------------------------------------------
+# Helpers: pumping Tk, real pointer and keyboard input, screenshots
+# ------------------------------------------------------------------------------------------------
+
+
+def pump(app, seconds: float = 0.0) -> None:
+    """Run the app's event loop for ``seconds`` (at least one pass)."""
+    end = time.monotonic() + seconds
+    while True:
+        app.root.update()
+        if time.monotonic() >= end:
+            return
+        time.sleep(0.003)
+
+
+def wait_idle(app, timeout: float = IDLE_TIMEOUT_S) -> None:
+    """Pump until no model load / prediction is pending."""
+    deadline = time.monotonic() + timeout
+    pump(app, 0.05)
+    while app.is_busy:
+        assert time.monotonic() < deadline, f"app still busy after {timeout} s"
+        pump(app, 0.02)
+    pump(app, 0.02)
+
+
+def run_xdotool(app, args: list[str]) -> None:
+    """Run one xdotool command line while the Tk loop keeps handling the events it makes."""
+    proc = subprocess.Popen(["xdotool", *args], stderr=subprocess.PIPE)
+    while proc.poll() is None:
+        pump(app, 0.002)
+    assert proc.returncode == 0, proc.stderr.read().decode()
+    pump(app, 0.05)
+
+
+def _densify(stroke: Stroke) -> Stroke:
+    out = [stroke[0]]
+    for (x0, y0), (x1, y1) in itertools.pairwise(stroke):
+        n = max(1, math.ceil(math.dist((x0, y0), (x1, y1)) / STEP_UNITS))
+        out += [(x0 + (x1 - x0) * i / n, y0 + (y1 - y0) * i / n) for i in range(1, n + 1)]
+    return out
+
+
+def _screen_points(app, stroke: Stroke) -> list[tuple[int, int]]:
+    pad = app.pad
+    left, top = pad.winfo_rootx(), pad.winfo_rooty()
+    return [
+        (left + round(sx), top + round(sy))
+        for sx, sy in (pad.paper_to_screen(x, y) for x, y in _densify(stroke))
+    ]
+
+
+def draw(app, strokes: list[Stroke], *, release: bool = True) -> None:
+    """Draw ``strokes`` (paper units) with the real X pointer: press, move, release."""
+    for stroke in strokes:
+        points = _screen_points(app, stroke)
+        args = ["mousemove", str(points[0][0]), str(points[0][1]), "mousedown", "1"]
+        for x, y in points[1:]:
+            args += ["sleep", str(MOVE_PAUSE_S), "mousemove", str(x), str(y)]
+        if release:
+            args += ["sleep", str(MOVE_PAUSE_S), "mouseup", "1"]
+        run_xdotool(app, args)
+
+
+def press_keys(app, *keys: str) -> None:
+    """Type key combinations (xdotool names, e.g. ``ctrl+z``) into the focused main window."""
+    app.root.focus_force()
+    pump(app, 0.05)
+    run_xdotool(app, ["key", "--delay", "30", *keys])
+
+
+def screenshot(window, path: Path, display: str) -> Path:
+    """Save what the X server shows of ``window`` (a Tk toplevel, menu bar included)."""
+    from PIL import ImageGrab
+
+    window.update()
+    screen = ImageGrab.grab(xdisplay=display)
+    # wm_geometry is the outer window (menu bar included); rootx/rooty the area below the menu.
+    outer_top = int(window.wm_geometry().rsplit("+", 1)[1])
+    left, top = window.winfo_rootx(), window.winfo_rooty()
+    box = (left, min(top, outer_top), left + window.winfo_width(), top + window.winfo_height())
+    screen.crop(box).save(path)
+    return path
+
+
+def assert_same_prediction(gui_pred, engine_pred) -> None:
+    """The GUI's answer is the engine's answer for the same image."""
+    assert gui_pred.digit == engine_pred.digit
+    np.testing.assert_allclose(
+        gui_pred.probabilities, engine_pred.probabilities, atol=PROB_TOLERANCE
+    )
+    assert np.array_equal(gui_pred.preprocessed, engine_pred.preprocessed)
+
+
+def mnist_digit_file(mnist, recognizer, label: int, path: Path, *, scale: int = 4) -> Path:
+    """A real MNIST test digit of class ``label``, enlarged, as dark ink on light paper.
+
+    It is the first test image of that class that the model reads confidently as it is (some
+    MNIST digits are ambiguous even to people), so a wrong answer means the GUI path broke.
+    """
+    for index in np.flatnonzero(mnist.test_labels == label):
+        raw = mnist.test_images[index]
+        pred = recognizer.predict(raw)
+        if pred.digit == label and pred.confidence > CONFIDENT:
+            break
+    img = Image.fromarray(255 - raw).resize((28 * scale, 28 * scale), Image.Resampling.BICUBIC)
+    img.save(path)
+    return path
+
+
+# ------------------------------------------------------------------------------------------------
+# Tests
+# ------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("strokes", "expected"), [(SEVEN, 7), (ONE, 1), (ZERO, 0)], ids=["seven", "one", "zero"]
+)
+def test_drawing_with_the_mouse_predicts_the_digit(
+    app, recognizer, x_display, artifacts_dir, strokes, expected
+):
+    draw(app, strokes)
+    wait_idle(app)
+    pad = app.pad
+    assert len(pad.strokes) == len(strokes)
+    # Tk saw the individual motion events, not just press and release.
+    assert len(pad.strokes[0].points) >= len(_densify(strokes[0])) // 2
+    assert app.results.digit_var.get() == str(expected), app.results.confidence_var.get()
+    # Same engine as the CLI and web app: identical answer for the image the pad made.
+    assert_same_prediction(app.last_result, recognizer.predict(app.last_image))
+    assert app.last_image.tobytes() == pad.image().tobytes()
+    assert app.results.chart.probabilities == app.last_result.probabilities
+    assert "%" in app.results.confidence_var.get() and app.results.top_var.get().startswith(
+        str(expected)
+    )
+    screenshot(app.root, artifacts_dir / f"gui_draw_{expected}.png", x_display)
+
+
+def test_prediction_is_live_while_the_pen_is_down(app):
+    draw(app, ONE, release=False)  # button still held
+    pump(app, 0.4)  # > the 150 ms live-prediction interval
+    wait_idle(app)
+    assert app.last_result is not None and app.pad.strokes == []  # stroke not finished yet
+    assert app.results.digit_var.get() == "1"
+    run_xdotool(app, ["mouseup", "1"])
+    wait_idle(app)
+    assert len(app.pad.strokes) == 1 and app.results.digit_var.get() == "1"
+
+
+def test_undo_clear_and_redo_with_keyboard_shortcuts(app, recognizer):
+    draw(app, SEVEN_TWO_STROKES)
+    wait_idle(app)
+    assert app.results.digit_var.get() == "7"
+    press_keys(app, "ctrl+z")
+    wait_idle(app)
+    assert len(app.pad.strokes) == 1
+    assert_same_prediction(app.last_result, recognizer.predict(app.pad.image()))
+    press_keys(app, "Delete")
+    wait_idle(app)
+    assert app.pad.is_empty and app.last_result is None and app.results.digit_var.get() == "–"
+    press_keys(app, "ctrl+z")  # undo the clear
+    wait_idle(app)
+    assert len(app.pad.strokes) == 1 and app.last_result is not None
+    press_keys(app, "Escape")
+    wait_idle(app)
+    assert app.pad.is_empty
+
+
+def test_open_image_shows_thumbnail_and_engine_prediction(
+    app, recognizer, mnist, tmp_path, x_display, artifacts_dir
+):
+    draw(app, ONE)  # something on the pad first: opening an image replaces it (undoably)
+    wait_idle(app)
+    for suffix in IMAGE_SUFFIXES:
+        path = mnist_digit_file(mnist, recognizer, 3, tmp_path / f"three.{suffix}")
+        app.open_image(path)  # what "Open image…" calls after its file dialog
+        wait_idle(app)
+        assert app.error_var.get() == "", suffix
+        assert app.opened_path == path and app.results.thumb_caption.get() == path.name
+        assert str(app.results.thumb_label.cget("image"))  # a thumbnail is shown
+        assert app.pad.is_empty
+        engine = recognizer.predict(path)
+        assert_same_prediction(app.last_result, engine)
+        assert app.results.digit_var.get() == str(engine.digit) == "3", suffix
+        if suffix == "png":
+            screenshot(app.root, artifacts_dir / "gui_open_image.png", x_display)
+    press_keys(app, "ctrl+z")  # the drawing that the first image replaced comes back
+    wait_idle(app)
+    assert len(app.pad.strokes) == 1 and app.opened_path is None
+    assert app.results.digit_var.get() == "1"
+
+
+def test_unreadable_image_is_reported_in_the_window(app, tmp_path):
+    bad = tmp_path / "not-an-image.png"
+    bad.write_text("this is text, not a PNG")
+    app.open_image(bad)
+    wait_idle(app)
+    assert "not-an-image.png" in app.error_var.get()
+    assert app.error_label.winfo_ismapped()
+    app.error_dismiss.invoke()
+    pump(app, 0.05)
+    assert app.error_var.get() == "" and not app.error_label.winfo_ismapped()
+    # The app keeps working.
+    draw(app, SEVEN)
+    wait_idle(app)
+    assert app.results.digit_var.get() == "7"
+
+
+@pytest.mark.parametrize("name", ["corrupt.pt", "corrupt.onnx"])
+def test_bad_model_file_is_reported_and_the_current_model_kept(
+    app, recognizer, tmp_path, x_display, artifacts_dir, name
+):
+    before = app.model_var.get()
+    current = app.recognizer
+    bad = tmp_path / name
+    bad.write_bytes(b"\x00garbage, not a model" * 50)
+    app.load_model_file(bad)  # what "Load model…" calls after its file dialog
+    wait_idle(app)
+    assert name in app.error_var.get()
+    assert app.recognizer is current and app.model_var.get() == before
+    draw(app, SEVEN)
+    wait_idle(app)
+    assert app.results.digit_var.get() == "7"
+    assert_same_prediction(app.last_result, recognizer.predict(app.last_image))
+    screenshot(app.root, artifacts_dir / f"gui_bad_model_{bad.suffix[1:]}.png", x_display)
+
+
+def test_load_model_switches_to_an_onnx_export(app, tmp_path):
+    pytest.importorskip("onnxruntime")
+    from digitlab.export import export_onnx
+    from digitlab.recognizer import load_model
+
+    path = tmp_path / "bundled.onnx"
+    export_onnx(None, path, verify=False, speed=False, exporter="torchscript")
+    app.load_model_file(path)  # what "Load model…" calls after its file dialog
+    wait_idle(app)
+    assert app.error_var.get() == ""
+    assert app.recognizer.info.backend == "onnx"
+    assert str(path) in app.model_var.get() and "onnx" in app.model_var.get()
+    draw(app, SEVEN)
+    wait_idle(app)
+    assert app.results.digit_var.get() == "7"
+    assert_same_prediction(app.last_result, load_model(path).predict(app.last_image))
+
+
+def test_ctrl_o_and_ctrl_l_open_the_file_dialogs(app, recognizer, mnist, tmp_path, monkeypatch):
+    from digitlab.checkpoint import BUNDLED_MODEL
+
+    image = mnist_digit_file(mnist, recognizer, 5, tmp_path / "five.png")
+    model = tmp_path / "copy-of-bundled.pt"
+    shutil.copy(BUNDLED_MODEL, model)
+    asked = []
+
+    def fake_dialog(**options):  # stands in for the modal Tk file dialog
+        asked.append(options["title"])
+        return str(image if options["title"] == "Open image" else model)
+
+    monkeypatch.setattr("digitlab.gui.app.filedialog.askopenfilename", fake_dialog)
+    press_keys(app, "ctrl+o")
+    wait_idle(app)
+    assert asked == ["Open image"] and app.opened_path == image
+    assert app.results.digit_var.get() == "5"
+    press_keys(app, "ctrl+l")
+    wait_idle(app)
+    assert asked == ["Open image", "Load model"]
+    assert str(model) in app.model_var.get() and app.error_var.get() == ""
+
+
+def test_pen_width_changes_the_stroke(app):
+    widths = []
+    for pen in (8, 40):
+        app.pen_scale.set(pen)
+        pump(app, 0.05)
+        assert app.pen_text.get() == str(pen)
+        draw(app, ONE)
+        wait_idle(app)
+        ink = np.asarray(app.pad.image()) > 0
+        widths.append(ink.sum(axis=1).max())  # widest row of ink = stroke width
+        press_keys(app, "Delete")
+        wait_idle(app)
+    assert widths[1] > 3 * widths[0]
+
+
+def test_starts_with_newest_run_and_says_so(make_app, tmp_path):
+    from digitlab.checkpoint import BUNDLED_MODEL
+
+    for age, run in ((200, "20240101-000000-old"), (100, "20240102-000000-new")):
+        best = tmp_path / "runs" / run / "best.pt"
+        best.parent.mkdir(parents=True)
+        shutil.copy(BUNDLED_MODEL, best)
+        stamp = time.time() - age
+        os.utime(best, (stamp, stamp))
+    app = make_app(tmp_path)
+    assert "20240102-000000-new/best.pt" in app.model_var.get()
+    assert app.error_var.get() == ""
+
+
+def test_corrupt_newest_run_falls_back_to_bundled(make_app, tmp_path):
+    best = tmp_path / "runs" / "20240103-000000-broken" / "best.pt"
+    best.parent.mkdir(parents=True)
+    best.write_bytes(b"not a checkpoint")
+    app = make_app(tmp_path)
+    assert str(best) in app.error_var.get()
+    assert "bundled model" in app.model_var.get()
+    assert app.recognizer is not None
+
+
+def test_multi_digit_mode_reads_the_number(app, recognizer, x_display, artifacts_dir):
+    draw(app, ONE_SEVEN)
+    wait_idle(app)
+    press_keys(app, "ctrl+m")
+    wait_idle(app)
+    assert app.multi_var.get()
+    engine = recognizer.read_number(app.last_image)
+    assert engine.number == "17"
+    assert app.results.digit_var.get() == "17"
+    assert app.last_result.number == engine.number
+    for gui_box, box in zip(app.last_result.digits, engine.digits, strict=True):
+        assert (gui_box.x, gui_box.y, gui_box.width, gui_box.height) == (
+            box.x,
+            box.y,
+            box.width,
+            box.height,
+        )
+        assert_same_prediction(gui_box.prediction, box.prediction)
+    assert len(app.pad.find_withtag("box")) == 2 * len(engine.digits)  # outline + label each
+    screenshot(app.root, artifacts_dir / "gui_multi_digit.png", x_display)
+
+
+def test_multi_digit_mode_on_an_opened_image(app, recognizer, mnist, tmp_path):
+    digits = [
+        Image.open(mnist_digit_file(mnist, recognizer, label, tmp_path / f"{label}.png"))
+        for label in (4, 2)
+    ]
+    gap = digits[0].width // 2
+    sheet = Image.new("L", (2 * digits[0].width + 3 * gap, digits[0].height + 2 * gap), 255)
+    sheet.paste(digits[0], (gap, gap))
+    sheet.paste(digits[1], (2 * gap + digits[0].width, gap))
+    path = tmp_path / "forty-two.png"
+    sheet.save(path)
+    app.multi_var.set(True)
+    app.open_image(path)
+    wait_idle(app)
+    engine = recognizer.read_number(path)
+    assert engine.number == "42" and app.results.digit_var.get() == "42"
+    assert [b.x for b in app.last_result.digits] == [b.x for b in engine.digits]
+    assert app.pad.find_withtag("box") == ()  # the boxes go on the thumbnail, not the pad
+    app.toggle_multi()  # back to one digit: the same image is predicted as a single digit
+    wait_idle(app)
+    assert not app.multi_var.get() and len(app.results.digit_var.get()) == 1
+    assert_same_prediction(app.last_result, recognizer.predict(path))
+
+
+def test_a_bug_in_a_callback_is_shown_and_the_app_keeps_working(app):
+    app.root.after(0, lambda: 1 / 0)
+    pump(app, 0.1)
+    assert "ZeroDivisionError" in app.error_var.get()
+    draw(app, ONE)
+    wait_idle(app)
+    assert app.results.digit_var.get() == "1"
+
+
+def test_window_resizes_and_the_drawing_scales(app):
+    draw(app, SEVEN)
+    wait_idle(app)
+    image_before = app.pad.image().tobytes()
+    width_before = app.pad.winfo_width()
+    ink_before = app.pad.bbox("ink")
+    app.root.geometry("1200x780")
+    pump(app, 0.3)
+    assert app.pad.winfo_width() > width_before + 200
+    ink_after = app.pad.bbox("ink")
+    assert (ink_after[2] - ink_after[0]) > (ink_before[2] - ink_before[0]) * 1.2
+    assert app.pad.image().tobytes() == image_before  # the model's copy is resolution-free
+    draw(app, ONE)  # still drawable at the new size
+    wait_idle(app)
+    assert len(app.pad.strokes) == 2
+    app.root.geometry("300x200")  # far too small: the window stops at its minimum size
+    pump(app, 0.3)
+    results = app.results
+    window_bottom = app.root.winfo_rooty() + app.root.winfo_height()
+    assert results.winfo_rooty() + results.winfo_reqheight() <= window_bottom
+    assert app.root.winfo_width() >= app.root.winfo_reqwidth()
+    assert app.pad.winfo_width() > 0 and app.pad.winfo_height() > 0
+
+
+def _train_until_done(app, dialog) -> None:
+    deadline = time.monotonic() + TRAIN_TIMEOUT_S
+    while dialog.running or app.is_busy:
+        assert time.monotonic() < deadline, "training did not finish in time"
+        pump(app, 0.05)
+    wait_idle(app)
+
+
+def test_train_dialog_trains_in_background_and_switches_model(
+    app, mnist_dir, tmp_path, x_display, artifacts_dir
+):
+    app.open_train_dialog()
+    dialog = app.train_dialog
+    dialog.model_var.set("mlp_small")
+    dialog.epochs_var.set("2")
+    dialog.samples_var.set("3000")
+    dialog.data_var.set(str(mnist_dir))
+    dialog.start_button.invoke()
+    saw_progress = False
+    deadline = time.monotonic() + TRAIN_TIMEOUT_S
+    while dialog.running:
+        assert time.monotonic() < deadline
+        pump(app, 0.02)  # the window keeps handling events while training runs
+        saw_progress = saw_progress or 0 < dialog.progress_var.get() < 1
+    _train_until_done(app, dialog)
+    assert saw_progress
+    assert dialog.error is None, dialog.error
+    result = dialog.result
+    assert not result.interrupted and len(result.history) == 2
+    assert result.run_dir.parent == tmp_path / "runs"
+    for name in ("best.pt", "last.pt", "config.json", "metrics.csv"):
+        assert (result.run_dir / name).is_file(), name
+    assert dialog.progress_var.get() == pytest.approx(1.0)
+    assert len(dialog.curve.series["validation"]) == 2
+    assert len(dialog.curve.series["train (batches)"]) >= 2
+    assert app.recognizer.info.name == "mlp_small"
+    assert f"{result.run_dir.name}/best.pt" in app.model_var.get()
+    screenshot(dialog, artifacts_dir / "gui_train_dialog.png", x_display)
+    dialog.close()  # (without a window manager the dialog would sit on top of the pad)
+    pump(app, 0.1)
+    draw(app, SEVEN)  # the freshly trained model answers
+    wait_idle(app)
+    assert app.last_result.digit is not None
+
+
+def test_train_cancel_keeps_the_current_model(app, mnist_dir):
+    before = app.model_var.get()
+    current = app.recognizer
+    app.open_train_dialog()
+    dialog = app.train_dialog
+    dialog.model_var.set("mlp_small")
+    dialog.epochs_var.set("5")
+    dialog.data_var.set(str(mnist_dir))
+    dialog.start_button.invoke()
+    deadline = time.monotonic() + TRAIN_TIMEOUT_S
+    while dialog.progress_var.get() == 0:  # wait for the first step event
+        assert dialog.running and time.monotonic() < deadline, dialog.error
+        pump(app, 0.02)
+    dialog.cancel_button.invoke()
+    _train_until_done(app, dialog)
+    assert dialog.result.interrupted
+    assert (dialog.result.run_dir / "last.pt").is_file()
+    assert app.recognizer is current and app.model_var.get() == before
+    assert "cancelled" in dialog.message_var.get()
+
+
+def test_train_without_mnist_says_so(app, tmp_path):
+    empty = tmp_path / "no-mnist-here"
+    empty.mkdir()
+    app.open_train_dialog()
+    dialog = app.train_dialog
+    dialog.data_var.set(str(empty))
+    dialog.download_var.set(False)
+    dialog.start_button.invoke()
+    _train_until_done(app, dialog)
+    assert dialog.error is not None and "MNIST" in dialog.error.upper()
+    assert str(empty) in dialog.error_var.get()
+    assert "Training failed" in app.error_var.get()
+    assert str(dialog.start_button.cget("state")) == "normal"  # can try again
+
+
+def test_train_dialog_rejects_bad_fields(app):
+    app.open_train_dialog()
+    dialog = app.train_dialog
+    dialog.epochs_var.set("zero")
+    dialog.start_button.invoke()
+    pump(app, 0.05)
+    assert "Epochs" in dialog.error_var.get() and not dialog.running
+    dialog.epochs_var.set("1")
+    dialog.samples_var.set("-5")
+    dialog.start_button.invoke()
+    pump(app, 0.05)
+    assert "Training images" in dialog.error_var.get() and not dialog.running
+
+
+def test_closing_frees_every_tk_object_without_the_garbage_collector(x_display, tmp_path):
+    """Tk objects must die on the Tk thread: closing leaves no cycles for a later collection
+    (which could run on any thread, and finalising Tcl elsewhere aborts the process)."""
+    from digitlab.gui import create_app
+
+    gc.collect()
+    app = create_app(cwd=tmp_path)
+    wait_idle(app)
+    draw(app, SEVEN)
+    app.open_image(drawn_one_png(tmp_path))
+    app.open_train_dialog()
+    wait_idle(app)
+    root, dialog = weakref.ref(app.root), weakref.ref(app.train_dialog)
+    gc.disable()
+    try:
+        app.close()
+        del app
+        assert root() is None and dialog() is None
+    finally:
+        gc.enable()
+
+
+def drawn_one_png(folder: Path) -> Path:
+    """A plain drawn "1" as a PNG file."""
+    img = Image.new("L", (60, 90), 255)
+    img.paste(0, (26, 10, 34, 80))
+    path = folder / "one.png"
+    img.save(path)
+    return path
+
+
+def test_cli_opens_the_window(x_display, tmp_path):
+    """`digitlab gui` as a user runs it: a window titled digitlab appears, Ctrl+Q closes it."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "digitlab", "gui"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.monotonic() + IDLE_TIMEOUT_S
+        window = ""
+        while not window:
+            assert proc.poll() is None, proc.stdout.read().decode()
+            assert time.monotonic() < deadline, "no digitlab window appeared"
+            found = subprocess.run(
+                ["xdotool", "search", "--name", "^digitlab"], capture_output=True, text=True
+            )
+            window = found.stdout.split()[0] if found.stdout.split() else ""
+            time.sleep(0.1)
+        subprocess.run(["xdotool", "windowfocus", "--sync", window], check=True)
+        subprocess.run(["xdotool", "key", "ctrl+q"], check=True)
+        assert proc.wait(timeout=10) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_cli_rejects_a_missing_model_file(tmp_path):
+    missing = tmp_path / "nope.pt"
+    proc = subprocess.run(
+        [sys.executable, "-m", "digitlab", "gui", "--model", str(missing)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "DISPLAY": ""},
+    )
+    assert proc.returncode == 2
+    assert str(missing) in proc.stderr and "Traceback" not in proc.stderr

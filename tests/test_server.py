@@ -1,0 +1,550 @@
+"""The REST API, end to end: a real uvicorn server on a loopback port, real MNIST digits.
+
+Every endpoint is called over HTTP and compared with the recogniser called directly; every class
+of bad input (too large, too many pixels, not an image, truncated, unsupported, malformed
+requests, path tricks) must give its 4xx with a JSON ``detail``, never a 500, and the server
+must still answer afterwards.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import os
+import select
+import socket
+import struct
+import subprocess
+import sys
+import threading
+import time
+import zlib
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import httpx
+import numpy as np
+import pytest
+from PIL import Image
+
+from digitlab.errors import DigitlabError
+from digitlab.server import (
+    DEFAULT_MAX_BODY_BYTES,
+    BackgroundServer,
+    ServerSettings,
+    create_app,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+DIGITS_PER_CLASS = 3  # 30 real test digits: enough to see a wiring bug, quick to send
+MIN_CORRECT = 27  # of 30; a 98.9% model gets ~29.7 on average, <27 means something is wrong
+UPSCALE = 4  # MNIST 28x28 shown as 112x112 uploads, like a small scan
+PROB_TOL = 1e-5
+SERVER_START_TIMEOUT_S = 90.0
+CHUNK = 256 * 1024
+CONCURRENT_CLIENTS = 16
+REQUESTS_PER_CLIENT = 12  # 16 x 12 = 192 requests, each client starting at another image
+
+
+# ------------------------------------------------------------------------------------------
+# fixtures and helpers
+# ------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def recognizer():
+    """The bundled model, loaded once for the whole module."""
+    from digitlab.recognizer import load_model
+
+    return load_model(None)
+
+
+@pytest.fixture(scope="module")
+def server(recognizer):
+    """Base URL of a real server on a free loopback port, with the default settings."""
+    app = create_app(ServerSettings(access_log=False), recognizer=recognizer)
+    with BackgroundServer(app) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def client(server):
+    with httpx.Client(base_url=server, timeout=60.0) as c:
+        yield c
+
+
+def encode(array: np.ndarray, fmt: str = "PNG") -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(array).save(buf, fmt)
+    return buf.getvalue()
+
+
+def as_upload(digit28: np.ndarray) -> np.ndarray:
+    """An MNIST digit as a user would upload it: dark ink on white paper, upscaled."""
+    big = np.kron(digit28, np.ones((UPSCALE, UPSCALE), np.uint8))
+    return 255 - big
+
+
+def data_url(data: bytes, media_type: str = "image/png") -> str:
+    return f"data:{media_type};base64,{base64.b64encode(data).decode()}"
+
+
+def decode_data_url(url: str) -> Image.Image:
+    assert url.startswith("data:image/png;base64,")
+    return Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1])))
+
+
+@pytest.fixture(scope="module")
+def samples(mnist):
+    """(uploads as PNG bytes, labels) for the first DIGITS_PER_CLASS test digits of each class."""
+    picks = []
+    for digit in range(10):
+        picks.extend(np.flatnonzero(mnist.test_labels == digit)[:DIGITS_PER_CLASS].tolist())
+    images = [encode(as_upload(mnist.test_images[i])) for i in picks]
+    return images, [int(mnist.test_labels[i]) for i in picks]
+
+
+def post_file(client: httpx.Client, path: str, data: bytes, name: str = "x.png") -> httpx.Response:
+    return client.post(path, files={"file": (name, data, "application/octet-stream")})
+
+
+def assert_prediction_shape(p: dict) -> None:
+    assert set(p) >= {"digit", "confidence", "probabilities", "top", "uncertain", "preprocessed"}
+    assert len(p["probabilities"]) == 10
+    preview = decode_data_url(p["preprocessed"])
+    assert preview.size == (28, 28)
+    if p["digit"] is None:
+        assert p["uncertain"] is True and p["top"] == [] and p["confidence"] == 0.0
+        return
+    assert abs(sum(p["probabilities"]) - 1.0) < 1e-3
+    assert len(p["top"]) == 3
+    probs = [t["probability"] for t in p["top"]]
+    assert probs == sorted(probs, reverse=True)
+    assert p["top"][0]["digit"] == p["digit"]
+    assert p["confidence"] == pytest.approx(p["probabilities"][p["digit"]], abs=PROB_TOL)
+
+
+def assert_error(response: httpx.Response, status: int, *words: str) -> None:
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert isinstance(body["detail"], str) and body["detail"]
+    for word in words:
+        assert word.lower() in body["detail"].lower(), body["detail"]
+
+
+# ------------------------------------------------------------------------------------------
+# happy paths
+# ------------------------------------------------------------------------------------------
+
+
+def test_healthz_and_model_info(client, recognizer):
+    assert client.get("/healthz").json()["status"] == "ok"
+    info = client.get("/api/model").json()
+    assert info["name"] == recognizer.info.name
+    assert info["parameters"] == recognizer.info.parameters > 0
+    assert info["backend"] in {"torch", "onnx"}
+    assert info["source"] == str(recognizer.info.source)
+    assert info["limits"]["max_body_bytes"] == DEFAULT_MAX_BODY_BYTES
+    assert "png" in info["limits"]["formats"]
+
+
+def test_predict_real_digits_matches_recognizer(client, recognizer, samples):
+    images, labels = samples
+    correct = 0
+    for data, label in zip(images, labels, strict=True):
+        response = post_file(client, "/api/predict", data)
+        assert response.status_code == 200, response.text
+        p = response.json()
+        assert_prediction_shape(p)
+        assert "heatmap" not in p or p["heatmap"] is None
+        direct = recognizer.predict(data)
+        assert p["digit"] == direct.digit
+        assert np.allclose(p["probabilities"], direct.probabilities, atol=PROB_TOL)
+        correct += p["digit"] == label
+    assert correct >= MIN_CORRECT, f"only {correct}/{len(labels)} real test digits right"
+
+
+def test_json_data_url_gives_the_same_answer(client, samples):
+    data = samples[0][7]
+    via_form = post_file(client, "/api/predict", data).json()
+    via_json = client.post("/api/predict", json={"image": data_url(data)}).json()
+    bare = client.post("/api/predict", json={"image": base64.b64encode(data).decode()}).json()
+    assert via_json["digit"] == via_form["digit"] == bare["digit"]
+    assert np.allclose(via_json["probabilities"], via_form["probabilities"], atol=PROB_TOL)
+
+
+def test_explain_adds_heatmap_aligned_with_input(client, samples):
+    data = samples[0][4]
+    p = client.post("/api/predict?explain=true", files={"file": ("d.png", data)}).json()
+    heat = decode_data_url(p["heatmap"])
+    assert heat.size == Image.open(io.BytesIO(data)).size
+    assert np.asarray(heat.convert("RGBA"))[..., 3].max() > 0, "heat map is empty"
+
+
+def test_blank_image_has_no_digit(client):
+    blank = np.full((200, 200), 255, np.uint8)
+    p = post_file(client, "/api/predict", encode(blank)).json()
+    assert_prediction_shape(p)
+    assert p["digit"] is None and p["uncertain"] is True
+    assert p["probabilities"] == [0.0] * 10
+
+
+def test_batch_results_in_order(client, samples):
+    images, _ = samples
+    chosen = images[::4]
+    singles = [post_file(client, "/api/predict", d).json()["digit"] for d in chosen]
+    files = [("files", (f"{i}.png", d, "image/png")) for i, d in enumerate(chosen)]
+    response = client.post("/api/predict/batch", files=files)
+    assert response.status_code == 200, response.text
+    results = response.json()["results"]
+    assert [r["digit"] for r in results] == singles
+    for r in results:
+        assert_prediction_shape(r)
+    as_json = client.post("/api/predict/batch", json={"images": [data_url(d) for d in chosen]})
+    assert [r["digit"] for r in as_json.json()["results"]] == singles
+
+
+def test_number_reads_digits_left_to_right(client, recognizer, mnist):
+    # Digits the model reads correctly on their own, each as one piece: any failure to read the
+    # composed number is then the number pipeline's (or the server's) fault.
+    chosen: list[tuple[int, np.ndarray]] = []
+    for i in range(200):
+        label, img = int(mnist.test_labels[i]), as_upload(mnist.test_images[i])
+        if label in {c[0] for c in chosen}:
+            continue
+        if recognizer.read_number(img).number == str(label):
+            chosen.append((label, img))
+        if len(chosen) == 4:
+            break
+    gap = np.full((28 * UPSCALE, 12 * UPSCALE), 255, np.uint8)
+    pieces = [gap]
+    for _, img in chosen:
+        pieces += [img, gap]
+    composed = np.hstack(pieces)
+    response = post_file(client, "/api/number", encode(composed))
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["number"] == "".join(str(label) for label, _ in chosen)
+    xs = [d["x"] for d in body["digits"]]
+    assert xs == sorted(xs)
+    for d in body["digits"]:
+        assert d["x"] >= 0 and d["x"] + d["width"] <= composed.shape[1]
+        assert d["y"] >= 0 and d["y"] + d["height"] <= composed.shape[0]
+        assert_prediction_shape(d["prediction"])
+    blank = post_file(client, "/api/number", encode(np.full((50, 150), 255, np.uint8))).json()
+    assert blank["number"] == "" and blank["digits"] == [] and blank["uncertain"] is True
+
+
+@pytest.mark.parametrize("slots", [0, 16], ids=["per-core", "16-at-once"])
+def test_concurrent_requests_are_safe(server, recognizer, samples, slots):
+    """Many clients at once get exactly the answers one client gets, with the default
+    concurrency (one request per core) and with all of them in the recogniser at once."""
+    images, _ = samples
+    with httpx.Client(base_url=server) as c:
+        expected = [post_file(c, "/api/predict", d).json()["probabilities"] for d in images]
+    if not slots:
+        failures = _hammer(server, images, expected)
+    else:
+        app = create_app(
+            ServerSettings(access_log=False, inference_concurrency=slots), recognizer=recognizer
+        )
+        with BackgroundServer(app) as url:
+            failures = _hammer(url, images, expected)
+    assert not failures, failures[:3]
+
+
+def _hammer(server: str, images: list[bytes], expected: list[list[float]]) -> list[str]:
+    failures: list[str] = []
+
+    def worker(offset: int) -> None:
+        with httpx.Client(base_url=server, timeout=60.0) as c:
+            for k in range(REQUESTS_PER_CLIENT):
+                i = (offset + k) % len(images)
+                r = post_file(c, "/api/predict", images[i])
+                if r.status_code != 200 or not np.allclose(
+                    r.json()["probabilities"], expected[i], atol=PROB_TOL
+                ):
+                    failures.append(f"image {i}: {r.status_code} {r.text[:200]}")
+
+    threads = [threading.Thread(target=worker, args=(2 * t,)) for t in range(CONCURRENT_CLIENTS)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return failures
+
+
+# ------------------------------------------------------------------------------------------
+# bad input
+# ------------------------------------------------------------------------------------------
+
+
+def png_claiming(width: int, height: int) -> bytes:
+    """A real 1-bit PNG of width x height zeros: tiny on disk, huge when decoded."""
+
+    def chunk(kind: bytes, payload: bytes) -> bytes:
+        crc = zlib.crc32(kind + payload) & 0xFFFFFFFF
+        return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", crc)
+
+    row = b"\x00" * (1 + (width + 7) // 8)  # filter byte + packed bits
+    compressed = zlib.compress(row * height, 9)
+    ihdr = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", ihdr)
+        + chunk(b"IDAT", compressed)
+        + chunk(b"IEND", b"")
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "make", "status", "words"),
+    [
+        ("text", lambda png: b"hello, I am not an image", 415, ["not an image"]),
+        ("truncated", lambda png: png[: len(png) // 2], 422, ["decoded"]),
+        ("empty", lambda png: b"", 422, ["empty"]),
+        ("eps", lambda png: b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 9 9\n", 415, ["PNG"]),
+        ("svg", lambda png: b'<svg xmlns="http://www.w3.org/2000/svg"/>', 415, ["format"]),
+        ("over pixel limit", lambda png: png_claiming(8000, 7000), 413, ["pixels"]),
+        ("decompression bomb", lambda png: png_claiming(16000, 16000), 413, ["pixels"]),
+    ],
+)
+def test_bad_images_are_4xx(client, samples, name, make, status, words):
+    data = make(samples[0][0])
+    assert_error(post_file(client, "/api/predict", data), status, *words)
+    assert_error(post_file(client, "/api/number", data), status, *words)
+    batch = client.post(
+        "/api/predict/batch", files=[("files", ("ok.png", samples[0][0])), ("files", (name, data))]
+    )
+    assert_error(batch, status, "image 2")
+    assert client.get("/healthz").status_code == 200
+
+
+def test_body_over_limit_with_content_length_is_413(client):
+    too_big = b"\0" * (DEFAULT_MAX_BODY_BYTES + 1)
+    response = post_file(client, "/api/predict", too_big)
+    assert_error(response, 413, "too large", f"{DEFAULT_MAX_BODY_BYTES:,}")
+    assert client.get("/healthz").status_code == 200
+
+
+def test_streamed_body_is_cut_off_at_the_limit(server):
+    """A chunked upload with no Content-Length is refused once it passes the limit, long
+    before the client has sent everything: the server never buffers an unbounded body."""
+    parts = urlsplit(server)
+    head = (
+        "POST /api/predict HTTP/1.1\r\n"
+        f"Host: {parts.netloc}\r\n"
+        "Content-Type: multipart/form-data; boundary=XyZ\r\n"
+        "Transfer-Encoding: chunked\r\n\r\n"
+    ).encode()
+    preamble = (
+        b'--XyZ\r\nContent-Disposition: form-data; name="file"; filename="big.png"\r\n'
+        b"Content-Type: image/png\r\n\r\n"
+    )
+    give_up = 4 * DEFAULT_MAX_BODY_BYTES
+    sent = 0
+    with socket.create_connection((parts.hostname, parts.port), timeout=30) as sock:
+        sock.sendall(head + f"{len(preamble):x}\r\n".encode() + preamble + b"\r\n")
+        payload = f"{CHUNK:x}\r\n".encode() + b"\0" * CHUNK + b"\r\n"
+        while sent < give_up:
+            if select.select([sock], [], [], 0)[0]:
+                break  # the server has answered
+            try:
+                sock.sendall(payload)
+            except (BrokenPipeError, ConnectionResetError):
+                break
+            sent += CHUNK
+        reply = b""
+        while b"\r\n\r\n" not in reply or not reply.rstrip().endswith(b"}"):
+            data = sock.recv(65536)
+            if not data:
+                break
+            reply += data
+    status_line, _, rest = reply.partition(b"\r\n")
+    assert b" 413 " in status_line, reply[:300]
+    detail = json.loads(rest.split(b"\r\n\r\n", 1)[1])["detail"]
+    assert "too large" in detail
+    assert sent < give_up, "the server kept reading far past its limit"
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "status", "words"),
+    [
+        ({"content": b"abc", "headers": {"content-type": "text/plain"}}, 415, ["multipart"]),
+        ({"content": b"abc"}, 415, ["multipart"]),
+        ({"files": {"other": ("a.png", b"x")}}, 422, ["'file'", "other"]),
+        ({"data": {"file": "not a file"}, "files": {"x": ("x", b"1")}}, 422, ["file upload"]),
+        ({"json": {"image": "/etc/hostname"}}, 422, ["base64"]),
+        ({"json": {"image": "file:///etc/hostname"}}, 422, ["base64"]),
+        ({"json": {"image": "data:text/plain;base64,aGk="}}, 415, ["not an image type"]),
+        ({"json": {"image": "data:image/png,rawdata"}}, 422, ["base64"]),
+        ({"json": {"image": "aGVsbG8=", "model": "/tmp/evil.pt"}}, 422, ["model"]),
+        ({"json": {"path": "/etc/hostname"}}, 422, ["image"]),
+        ({"content": b"{not json", "headers": {"content-type": "application/json"}}, 422, []),
+        ({"json": {"image": "aGVsbG8="}, "params": {"explain": "maybe"}}, 422, ["explain"]),
+    ],
+)
+def test_malformed_requests_are_4xx(client, kwargs, status, words):
+    assert_error(client.post("/api/predict", **kwargs), status, *words)
+
+
+def test_paths_are_never_read(client, tmp_path):
+    """Sending a path (even of a real image on the server) must not make the server read it."""
+    secret = tmp_path / "digit.png"
+    secret.write_bytes(encode(np.full((28, 28), 255, np.uint8)))
+    for value in (str(secret), f"file://{secret}"):
+        response = client.post("/api/predict", json={"image": value})
+        assert response.status_code == 422, response.text
+    response = client.post("/api/predict", files={"file": (str(secret), b"")})
+    assert_error(response, 422, "empty")
+
+
+def test_batch_limits(client, samples):
+    one = samples[0][0]
+    too_many = [("files", (f"{i}.png", one)) for i in range(ServerSettings().max_batch + 1)]
+    assert_error(client.post("/api/predict/batch", files=too_many), 413, "too many")
+    assert_error(client.post("/api/predict/batch", json={"images": []}), 422, "empty")
+
+
+def test_unknown_route_is_json_404(client):
+    assert_error(client.get("/api/nothing-here"), 404, "not found")
+
+
+# ------------------------------------------------------------------------------------------
+# page, docs, settings, CLI
+# ------------------------------------------------------------------------------------------
+
+
+def test_page_and_docs_are_served_locally(client):
+    import re
+
+    page = client.get("/")
+    assert page.status_code == 200 and "<canvas" in page.text
+    assert "default-src 'self'" in page.headers["content-security-policy"]
+    docs = client.get("/docs")
+    assert docs.status_code == 200 and "openapi.json" in docs.text
+    assets = set(re.findall(r'(?:src|href)="(/static/[^"]+)"', page.text + docs.text))
+    assert {"/static/app.js", "/static/style.css", "/static/docs.js"} <= assets
+    for text in [page.text, docs.text] + [client.get(a).text for a in assets]:
+        # nothing is fetched from another host (the SVG namespace is a name, not a request)
+        urls = re.findall(r"""(?:src=|href=|url\(|fetch\(|import\s)\s*["']?(https?:)""", text)
+        assert not urls
+    spec = client.get("/openapi.json").json()
+    assert {"/api/predict", "/api/predict/batch", "/api/number", "/api/model", "/healthz"} <= set(
+        spec["paths"]
+    )
+    content = spec["paths"]["/api/predict"]["post"]["requestBody"]["content"]
+    assert {"multipart/form-data", "application/json"} <= set(content)
+
+
+def test_settings_defaults_and_environment_round_trip():
+    defaults = ServerSettings()
+    assert defaults.host == "127.0.0.1"
+    assert defaults.max_body_bytes == 10 * 1024 * 1024
+    custom = ServerSettings(
+        port=9001, model="/m/x.onnx", workers=3, inference_concurrency=4, access_log=False
+    )
+    assert ServerSettings.from_env(custom.to_env()) == custom
+    with pytest.raises(DigitlabError, match="DIGITLAB_SERVE_PORT"):
+        ServerSettings.from_env({"DIGITLAB_SERVE_PORT": "eighty"})
+    with pytest.raises(DigitlabError, match="workers"):
+        ServerSettings(workers=0)
+
+
+def test_cli_refuses_a_missing_model(capsys, tmp_path):
+    from digitlab.cli import main
+
+    status = main(["serve", "--model", str(tmp_path / "nope.pt"), "--port", "0"])
+    err = capsys.readouterr().err
+    assert status == 2
+    assert "nope.pt" in err and "Traceback" not in err
+
+
+def test_worker_listener_keeps_tcp_nodelay():
+    """With --workers, connections accepted on the shared listener get TCP_NODELAY (uvicorn
+    binds it with proto 0, which makes asyncio skip that and adds ~40 ms per response)."""
+    import asyncio
+
+    import uvicorn
+
+    from digitlab.server import tcp_listener
+
+    config = uvicorn.Config("digitlab.server:create_app_from_env", port=0, log_level="error")
+    listener = tcp_listener(config.bind_socket())
+    seen: list[int] = []
+
+    async def main() -> None:
+        def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            sock = writer.get_extra_info("socket")
+            seen.append(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+            writer.close()
+
+        server = await asyncio.start_server(on_connect, sock=listener)
+        port = listener.getsockname()[1]
+        _, writer = await asyncio.open_connection("127.0.0.1", port)
+        while not seen:
+            await asyncio.sleep(0.01)
+        writer.close()
+        server.close()
+
+    asyncio.run(asyncio.wait_for(main(), 10))
+    assert listener.proto == socket.IPPROTO_TCP
+    assert seen == [1]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_cli_serve_with_two_workers(samples):
+    """``digitlab serve --workers 2`` prints its URL, answers, and stops cleanly on SIGINT."""
+    port = free_port()
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "digitlab",
+            "serve",
+            "--port",
+            str(port),
+            "--workers",
+            "2",
+            "--no-access-log",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+        cwd=REPO,
+    )
+    output: list[str] = []
+    reader = threading.Thread(target=lambda: output.extend(proc.stdout), daemon=True)
+    reader.start()
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + SERVER_START_TIMEOUT_S
+        while True:
+            assert proc.poll() is None, "".join(output)
+            assert time.monotonic() < deadline, "server did not start:\n" + "".join(output)
+            try:
+                if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.3)
+        assert f"{url}/" in "".join(output)
+        for data in samples[0][:6]:
+            r = httpx.post(f"{url}/api/predict", files={"file": ("d.png", data)}, timeout=30)
+            assert r.status_code == 200
+    finally:
+        proc.send_signal(2)  # SIGINT, like Ctrl+C
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    reader.join(timeout=5)
+    assert "Traceback" not in "".join(output), "".join(output)

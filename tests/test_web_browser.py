@@ -1,0 +1,432 @@
+"""The drawing page in a real headless Chromium (Debian's ``chromium``, driven by Playwright).
+
+A real server runs on a loopback port; the tests draw digits with mouse (and touch) events,
+upload, drop and paste files, use the keyboard, and check what the page shows. Screenshots go
+to ``test-artifacts/``. Playwright's own browser download is never used: the page must work
+offline with the distribution's chromium.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import itertools
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from digitlab.errors import CheckpointError
+from digitlab.server import BackgroundServer, ServerSettings, create_app
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = Path(os.environ.get("DIGITLAB_CHROMIUM", "/usr/bin/chromium"))
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+DESKTOP = {"width": 1280, "height": 860}
+PHONE = {"width": 390, "height": 844}
+SETTLE_TIMEOUT_MS = 20_000
+MOUSE_STEPS = 3  # intermediate pointer moves per stroke segment, like a real hand
+UPSCALE = 4
+
+Point = tuple[float, float]
+
+
+def ellipse(cx: float, cy: float, rx: float, ry: float, n: int = 20) -> list[Point]:
+    """A closed loop starting at the top, in canvas fractions."""
+    return [
+        (cx + rx * math.sin(2 * math.pi * i / n), cy - ry * math.cos(2 * math.pi * i / n))
+        for i in range(n + 1)
+    ]
+
+
+# Strokes as a person draws them, in fractions of the drawing area (x right, y down).
+STROKES: dict[str, list[list[Point]]] = {
+    "1": [[(0.52, 0.18), (0.5, 0.5), (0.48, 0.82)]],
+    "7": [[(0.28, 0.22), (0.72, 0.22), (0.58, 0.5), (0.44, 0.82)]],
+    "0": [ellipse(0.5, 0.5, 0.2, 0.32)],
+    "4": [[(0.6, 0.18), (0.3, 0.6), (0.74, 0.6)], [(0.6, 0.35), (0.6, 0.84)]],
+}
+
+
+# ------------------------------------------------------------------------------------------
+# fixtures
+# ------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def chromium_path() -> Path:
+    if not CHROMIUM.exists():
+        msg = (
+            f"{CHROMIUM} not found: install Debian's chromium "
+            "(scripts/install-system-deps.sh) to run the browser tests"
+        )
+        if os.environ.get("CI"):
+            pytest.fail(msg)
+        pytest.skip(msg)
+    return CHROMIUM
+
+
+@pytest.fixture(scope="module")
+def recognizer():
+    from digitlab.recognizer import load_model
+
+    try:
+        return load_model(None)
+    except CheckpointError as exc:
+        if os.environ.get("CI"):
+            pytest.fail(f"bundled model missing: {exc}")
+        pytest.skip(f"bundled model missing: {exc}")
+
+
+@pytest.fixture(scope="module")
+def server(recognizer):
+    app = create_app(ServerSettings(access_log=False), recognizer=recognizer)
+    with BackgroundServer(app) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def browser(chromium_path):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=str(chromium_path), args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page_factory(browser, server):
+    """Open the page in a fresh context; records every request URL and page error."""
+    contexts = []
+
+    def open_page(viewport: dict = DESKTOP, **options):
+        context = browser.new_context(viewport=viewport, reduced_motion="reduce", **options)
+        contexts.append(context)
+        page = context.new_page()
+        page.requests = []
+        page.errors = []
+        page.on("request", lambda r: page.requests.append(r.url))
+        page.on("pageerror", lambda e: page.errors.append(str(e)))
+        page.goto(server + "/")
+        page.wait_for_function("() => document.getElementById('chart').children.length === 10")
+        return page
+
+    yield open_page
+    for context in contexts:
+        context.close()
+
+
+@pytest.fixture
+def page(page_factory):
+    p = page_factory()
+    yield p
+    assert not p.errors, p.errors
+
+
+# ------------------------------------------------------------------------------------------
+# helpers
+# ------------------------------------------------------------------------------------------
+
+
+def to_screen(page, point: Point) -> Point:
+    box = page.locator("#pad").bounding_box()
+    return box["x"] + point[0] * box["width"], box["y"] + point[1] * box["height"]
+
+
+def draw(page, strokes: list[list[Point]], *, dx: float = 0.0, scale_x: float = 1.0) -> None:
+    """Draw strokes with the mouse; x is mapped through ``dx + x * scale_x``."""
+    for stroke in strokes:
+        pts = [(dx + x * scale_x, y) for x, y in stroke]
+        page.mouse.move(*to_screen(page, pts[0]))
+        page.mouse.down()
+        for p in pts[1:]:
+            page.mouse.move(*to_screen(page, p), steps=MOUSE_STEPS)
+        page.mouse.up()
+
+
+def settle(page) -> None:
+    """Wait until no prediction is pending or in flight."""
+    page.wait_for_function(
+        "() => document.getElementById('result').dataset.pending === 'false'",
+        timeout=SETTLE_TIMEOUT_MS,
+    )
+
+
+def shown(page) -> tuple[str, str, str]:
+    """(big digit text, result state, status line) as the page shows them."""
+    return (
+        page.inner_text("#digit").strip(),
+        page.get_attribute("#result", "data-state"),
+        page.inner_text("#status"),
+    )
+
+
+def png(array: np.ndarray, fmt: str = "PNG") -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(array).save(buf, fmt)
+    return buf.getvalue()
+
+
+def mnist_upload(mnist, index: int) -> bytes:
+    """A real MNIST test digit as a photo-like upload: dark ink on white, 112x112."""
+    big = np.kron(mnist.test_images[index], np.ones((UPSCALE, UPSCALE), np.uint8))
+    return png(255 - big)
+
+
+def dispatch_file(page, kind: str, name: str, data: bytes, mime: str = "image/png") -> None:
+    """Fire a real drop or paste event carrying a file, as the browser does for a user."""
+    page.evaluate(
+        """([kind, name, b64, mime]) => {
+            const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+            const dt = new DataTransfer();
+            dt.items.add(new File([bytes], name, { type: mime }));
+            if (kind === "drop") {
+                const stage = document.getElementById("stage");
+                for (const type of ["dragenter", "dragover", "drop"]) {
+                    stage.dispatchEvent(new DragEvent(type, { dataTransfer: dt, bubbles: true,
+                                                               cancelable: true }));
+                }
+            } else {
+                document.dispatchEvent(new ClipboardEvent("paste", { clipboardData: dt,
+                                                                      bubbles: true }));
+            }
+        }""",
+        [kind, name, base64.b64encode(data).decode(), mime],
+    )
+
+
+# ------------------------------------------------------------------------------------------
+# tests
+# ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("digit", ["1", "7", "0", "4"])
+def test_drawn_digit_is_recognised(page, server, artifacts_dir, digit):
+    draw(page, STROKES[digit])
+    settle(page)
+    big, state, status = shown(page)
+    assert big == digit, f"drew a {digit}, page shows {big!r} ({status})"
+    assert state in {"ok", "unsure"}
+    assert page.locator("#chart li.best .label").inner_text() == digit
+    assert page.locator("#top3 li").first.inner_text().startswith(digit)
+    assert page.get_attribute("#preview", "src").startswith("data:image/png;base64,")
+    page.screenshot(path=artifacts_dir / f"web-desktop-drawn-{digit}.png", full_page=True)
+    assert all(url.startswith(server) or url.startswith("data:") for url in page.requests), [
+        u for u in page.requests if not u.startswith(server)
+    ]
+
+
+def test_prediction_updates_live_while_drawing(page):
+    start, *rest = [to_screen(page, p) for p in STROKES["1"][0]]
+    page.mouse.move(*start)
+    page.mouse.down()
+    for p in rest:
+        page.mouse.move(*p, steps=MOUSE_STEPS)
+    # the button is still held: only the debounced live prediction can fill the result
+    page.wait_for_function(
+        "() => document.getElementById('result').dataset.state !== 'idle'",
+        timeout=SETTLE_TIMEOUT_MS,
+    )
+    page.mouse.up()
+    settle(page)
+    assert shown(page)[0] == "1"
+
+
+def test_undo_clear_and_shortcuts(page):
+    draw(page, STROKES["1"])
+    settle(page)
+    assert shown(page)[0] == "1"
+    draw(page, [ellipse(0.5, 0.5, 0.2, 0.32)])  # a loop over the 1: no longer a 1
+    settle(page)
+    assert shown(page)[0] != "1"
+    page.keyboard.press("Control+z")
+    settle(page)
+    assert shown(page)[0] == "1"
+    page.keyboard.press("Escape")
+    assert shown(page)[1] == "idle"
+    assert page.locator("#clear").is_disabled()
+    page.keyboard.press("Control+z")  # undo also brings back what Clear removed
+    settle(page)
+    assert shown(page)[0] == "1"
+    page.click("#clear")
+    assert shown(page)[1] == "idle"
+    with page.expect_file_chooser():
+        page.keyboard.press("u")
+
+
+def test_upload_shows_image_and_digit(page, mnist, artifacts_dir):
+    index = 0
+    label = str(int(mnist.test_labels[index]))
+    page.set_input_files(
+        "#file",
+        files=[
+            {"name": "digit.png", "mimeType": "image/png", "buffer": mnist_upload(mnist, index)}
+        ],
+    )
+    settle(page)
+    assert shown(page)[0] == label
+    view = page.locator("#upload-view")
+    assert view.is_visible()
+    page.wait_for_function("() => document.getElementById('upload-view').naturalWidth === 112")
+    page.screenshot(path=artifacts_dir / "web-desktop-upload.png", full_page=True)
+    # drawing on the stage replaces the upload with a fresh canvas
+    draw(page, STROKES["7"])
+    settle(page)
+    assert not view.is_visible()
+    assert shown(page)[0] == "7"
+
+
+@pytest.mark.parametrize("kind", ["drop", "paste"])
+def test_drop_and_paste_an_image(page, mnist, kind):
+    index = 1
+    dispatch_file(page, kind, f"{kind}.png", mnist_upload(mnist, index))
+    settle(page)
+    assert shown(page)[0] == str(int(mnist.test_labels[index]))
+    assert page.locator("#upload-view").is_visible()
+
+
+def test_no_digit_message(page, artifacts_dir):
+    blank = np.full((120, 160), 250, np.uint8)
+    page.set_input_files(
+        "#file", files=[{"name": "blank.png", "mimeType": "image/png", "buffer": png(blank)}]
+    )
+    settle(page)
+    big, state, status = shown(page)
+    assert state == "empty" and big == "?"
+    assert "no digit" in status.lower()
+    page.screenshot(path=artifacts_dir / "web-desktop-no-digit.png", full_page=True)
+
+
+def test_bad_files_give_readable_errors(page, artifacts_dir):
+    truncated = png(np.full((64, 64), 255, np.uint8))[:40]
+    page.set_input_files(
+        "#file", files=[{"name": "broken.png", "mimeType": "image/png", "buffer": truncated}]
+    )
+    settle(page)
+    _, state, status = shown(page)
+    assert state == "error" and "broken.png" in status
+    detail = page.inner_text("#confidence")
+    assert "decode" in detail.lower() or "image" in detail.lower()
+    page.screenshot(path=artifacts_dir / "web-desktop-error.png", full_page=True)
+    page.set_input_files(
+        "#file", files=[{"name": "notes.txt", "mimeType": "text/plain", "buffer": b"hello"}]
+    )
+    _, state, status = shown(page)
+    assert state == "error" and "notes.txt" in status and "not an image" in status
+
+
+def test_heatmap_overlay_toggle(page, artifacts_dir):
+    draw(page, STROKES["7"])
+    settle(page)
+    page.keyboard.press("h")
+    settle(page)
+    page.wait_for_function("() => !document.getElementById('heat').hidden")
+    size = page.evaluate(
+        "() => [document.getElementById('heat').width, document.getElementById('heat').height]"
+    )
+    assert size == page.evaluate(
+        "() => [document.getElementById('pad').width, document.getElementById('pad').height]"
+    )
+    page.screenshot(path=artifacts_dir / "web-desktop-heatmap.png", full_page=True)
+    page.keyboard.press("h")
+    assert page.locator("#heat").is_hidden()
+
+
+def test_number_mode(page, artifacts_dir):
+    page.keyboard.press("n")
+    assert page.is_checked("#mode-number")
+    # three digits in thirds of the wide canvas
+    for i, digit in enumerate("170"):
+        draw(page, STROKES[digit], dx=i / 3 + 0.02, scale_x=0.3)
+    settle(page)
+    big, state, _ = shown(page)
+    assert big == "170", f"page reads {big!r}"
+    assert state in {"ok", "unsure"}
+    assert page.locator("#boxes .box").count() == 3
+    assert page.locator("#number-digits button").count() == 3
+    page.locator("#number-digits button").nth(1).click()
+    assert page.locator("#chart li.best .label").inner_text() == "7"
+    page.screenshot(path=artifacts_dir / "web-desktop-number.png", full_page=True)
+
+
+def touch_stroke(page, cdp, points: list[Point]) -> None:
+    """One finger stroke through Chrome's touch input (real touch → pointer events)."""
+    screen = [to_screen(page, p) for p in points]
+    dense = []
+    for (x0, y0), (x1, y1) in itertools.pairwise(screen):
+        dense += [(x0 + (x1 - x0) * t / 8, y0 + (y1 - y0) * t / 8) for t in range(8)]
+    dense.append(screen[-1])
+    cdp.send(
+        "Input.dispatchTouchEvent",
+        {"type": "touchStart", "touchPoints": [{"x": dense[0][0], "y": dense[0][1]}]},
+    )
+    for x, y in dense[1:]:
+        cdp.send(
+            "Input.dispatchTouchEvent", {"type": "touchMove", "touchPoints": [{"x": x, "y": y}]}
+        )
+    cdp.send("Input.dispatchTouchEvent", {"type": "touchEnd", "touchPoints": []})
+
+
+def test_phone_touch_drawing_and_layout(page_factory, artifacts_dir):
+    page = page_factory(PHONE, has_touch=True, is_mobile=True, device_scale_factor=2)
+    cdp = page.context.new_cdp_session(page)
+    for stroke in STROKES["7"]:
+        touch_stroke(page, cdp, stroke)
+    settle(page)
+    assert shown(page)[0] == "7"
+    overflow = page.evaluate("() => document.documentElement.scrollWidth")
+    assert overflow <= PHONE["width"], "the page scrolls sideways on a phone"
+    pad = page.locator("#pad").bounding_box()
+    assert pad["width"] >= 0.8 * PHONE["width"] - 60, "drawing area too small on a phone"
+    page.screenshot(path=artifacts_dir / "web-phone-drawn-7.png", full_page=True)
+    # number mode on a phone: a 2:1 strip, two digits written with a finger
+    page.tap("label[for=mode-number]")
+    pad = page.locator("#pad").bounding_box()
+    assert pad["width"] / pad["height"] == pytest.approx(2.0, rel=0.05)
+    for i, digit in enumerate("17"):
+        for stroke in STROKES[digit]:
+            touch_stroke(page, cdp, [(0.06 + i / 2 + 0.4 * x, y) for x, y in stroke])
+    settle(page)
+    assert shown(page)[0] == "17"
+    page.screenshot(path=artifacts_dir / "web-phone-number.png", full_page=True)
+    assert not page.errors, page.errors
+
+
+def test_keyboard_accessible(page):
+    draw(page, STROKES["1"])
+    settle(page)
+    assert "1" in page.inner_text("#announcer")  # results are announced to screen readers
+    # every visible control has a name and can be reached with Tab
+    names = page.evaluate(
+        """() => [...document.querySelectorAll('button, input:not([type=file]), a')]
+                 .filter((el) => !el.closest('[hidden]'))
+                 .map((el) => (el.labels && el.labels[0] ? el.labels[0].innerText
+                               : el.getAttribute('aria-label') || el.innerText).trim())"""
+    )
+    assert all(names), names
+    page.focus("body")
+    reached = set()
+    for _ in range(25):
+        page.keyboard.press("Tab")
+        reached.add(page.evaluate("() => document.activeElement.id"))
+    assert {"undo", "clear", "upload", "brush", "heat-toggle", "mode-digit"} <= reached, reached
+    # shortcuts work while a control has focus
+    page.focus("#brush")
+    page.keyboard.press("]")
+    assert page.inner_text("#brush-value") == "24"
+    page.keyboard.press("Delete")
+    assert shown(page)[1] == "idle"
