@@ -225,6 +225,35 @@ class FastNet(nn.Module):
         return self.classifier(self.features(x))
 
 
+class Ensemble(nn.Module):
+    """Several zoo networks averaged: the accuracy option, at the cost of one pass per member.
+
+    ``members`` are ``{"name", "config", "temperature"}`` dicts; each member's logits are divided
+    by its own calibrated temperature, the probabilities averaged, and their log returned, so
+    ``softmax(output)`` is the ensemble's probability and the "logits" contract holds.
+    """
+
+    def __init__(self, members: list[dict] | tuple[dict, ...] = ()) -> None:
+        super().__init__()
+        if not members:
+            raise DigitlabError("ensemble: needs at least one member network")
+        self.members = nn.ModuleList(
+            create_model(m["name"], **m.get("config", {})) for m in members
+        )
+        self.register_buffer(
+            "temperatures", torch.tensor([float(m.get("temperature", 1.0)) for m in members])
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        probs = torch.stack(
+            [
+                torch.softmax(m(x) / t, dim=1)
+                for m, t in zip(self.members, self.temperatures, strict=True)
+            ]
+        ).mean(0)  # (N, 10)
+        return probs.clamp_min(1e-12).log()
+
+
 # --------------------------------------------------------------------------------------------
 # Registry
 # --------------------------------------------------------------------------------------------
@@ -340,4 +369,13 @@ register_model(
     width=32,
     depth=2,
     dropout=0.1,
+)
+register_model(
+    "ensemble",
+    Ensemble,
+    "Average of trained zoo networks (made by scripts/make_ensemble.py): accuracy option.",
+    members=(
+        {"name": "digitnet", "config": {"width": 32, "depth": 1}},
+        {"name": "digitnet", "config": {"width": 24, "depth": 2}},
+    ),
 )

@@ -1,0 +1,441 @@
+"""Test images made from real MNIST digits: the ways users actually hand digits to the engine.
+
+Used by the test-suite and by ``benchmarks/robustness.py`` to measure the recogniser on:
+
+* canvas drawings: a digit re-drawn small, large, off-centre, with a thick or a 1 px pen, light
+  on dark or dark on light, or exported from a browser canvas as RGBA with a transparent
+  background (:func:`canvas`);
+* digits rotated by up to +-25 degrees (:func:`rotated`);
+* photographs of ink on paper: uneven light, a soft shadow, paper texture, camera blur, JPEG
+  (:func:`photo`);
+* images with no digit: blank, uniform, noise, specks, empty paper (:func:`blank_image`);
+* multi-digit numbers written in a row, some touching (:func:`number_strip`);
+* the UCI 8x8 handwritten digits that ship with scikit-learn (:func:`uci_digits`);
+* things that are not digits: scribbles and letters (:func:`scribble`, :func:`letter`).
+
+Every generator takes a ``numpy.random.Generator`` so that each sample is reproducible.
+Images come back as PIL images (or encoded bytes for photos, which are JPEG files).
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFilter, ImageFont
+
+SHADOWS = True
+CANVAS = 280  # the web page's and desktop app's drawing canvas, 10x MNIST
+# Level at which an upscaled MNIST digit is cut into a binary drawing: MNIST's strokes are
+# anti-aliased, their half-intensity contour is the stroke's edge.
+STROKE_LEVEL = 0.5
+# Cramped digits of a number overlap their neighbour's box by at most this fraction of the
+# height (people write close, they do not interlock digits).
+CRAMPED_OVERLAP = 0.1
+# Gaussian blur (px) that gives a binary drawing the anti-aliased edge of a canvas stroke.
+ANTIALIAS_SIGMA = 0.6
+
+
+# --------------------------------------------------------------------------------------------
+# Drawing helpers
+# --------------------------------------------------------------------------------------------
+
+
+def upscale(digit: np.ndarray, height: int) -> np.ndarray:
+    """A 28x28 uint8 MNIST digit cropped to its ink and resized to ``height`` px (float [0,1])."""
+    rows = np.flatnonzero(digit.any(axis=1))
+    cols = np.flatnonzero(digit.any(axis=0))
+    crop = digit[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+    h, w = crop.shape
+    width = max(1, round(w * height / h))
+    img = Image.fromarray(crop).resize((width, height), Image.BICUBIC)
+    return np.asarray(img, dtype=np.float32) / 255.0
+
+
+def thin(mask: np.ndarray) -> np.ndarray:
+    """Zhang-Suen thinning: the 1 px centre line of a binary drawing."""
+    b = mask.astype(bool).copy()
+    while True:
+        changed = False
+        for step in (0, 1):
+            p = np.pad(b, 1)
+            n = [
+                p[:-2, 1:-1],  # P2 north
+                p[:-2, 2:],  # P3 north-east
+                p[1:-1, 2:],  # P4 east
+                p[2:, 2:],  # P5 south-east
+                p[2:, 1:-1],  # P6 south
+                p[2:, :-2],  # P7 south-west
+                p[1:-1, :-2],  # P8 west
+                p[:-2, :-2],  # P9 north-west
+            ]
+            count = sum(x.astype(np.int8) for x in n)
+            transitions = sum((~n[i] & n[(i + 1) % 8]).astype(np.int8) for i in range(8))
+            p2, p4, p6, p8 = n[0], n[2], n[4], n[6]
+            if step == 0:
+                side = ~(p2 & p4 & p6) & ~(p4 & p6 & p8)
+            else:
+                side = ~(p2 & p4 & p8) & ~(p2 & p6 & p8)
+            remove = b & (count >= 2) & (count <= 6) & (transitions == 1) & side
+            if remove.any():
+                b &= ~remove
+                changed = True
+        if not changed:
+            return b
+
+
+def dilate(mask: np.ndarray, radius: int) -> np.ndarray:
+    """Dilate by an octagon of ``radius`` px (alternating 3x3 square and cross): a round pen."""
+    img = Image.fromarray(mask.astype(np.uint8) * 255)
+    a = np.asarray(img) > 0
+    for i in range(radius):
+        if i % 2 == 0:
+            a = np.asarray(
+                Image.fromarray(a.astype(np.uint8) * 255).filter(ImageFilter.MaxFilter(3))
+            )
+            a = a > 0
+        else:
+            p = np.pad(a, 1)
+            a = p[1:-1, 1:-1] | p[:-2, 1:-1] | p[2:, 1:-1] | p[1:-1, :-2] | p[1:-1, 2:]
+    return a
+
+
+def redraw(digit: np.ndarray, height: int, pen: float | None = None) -> np.ndarray:
+    """A digit re-drawn ``height`` px tall: float [0,1] ink, anti-aliased.
+
+    ``pen`` None keeps MNIST's own strokes scaled up (a pen that grows with the digit). A pen
+    width in px wider than the scaled strokes dilates them (loops may close, as with a real
+    marker); a narrower one re-draws the strokes' centre line with a round pen of that width
+    (1 = a hairline).
+    """
+    soft = upscale(digit, height)
+    mask = soft > STROKE_LEVEL
+    if pen is not None:
+        line = thin(mask)
+        natural = mask.sum() / max(1, line.sum())  # stroke width = area / centre-line length
+        if pen >= natural:
+            mask = dilate(mask, round((pen - natural) / 2))
+        else:
+            radius = max(0, round((pen - 1) / 2))
+            mask = dilate(line, radius) if radius else line
+    img = Image.fromarray(mask.astype(np.uint8) * 255).filter(
+        ImageFilter.GaussianBlur(ANTIALIAS_SIGMA)
+    )
+    return np.asarray(img, dtype=np.float32) / 255.0
+
+
+def place(ink: np.ndarray, size: tuple[int, int], x: int, y: int) -> np.ndarray:
+    """Paste an ink patch into an empty (height, width) field at (x, y), clipped at the edges."""
+    h, w = size
+    out = np.zeros((h, w), np.float32)
+    ph, pw = ink.shape
+    x0, y0 = max(0, x), max(0, y)
+    x1, y1 = min(w, x + pw), min(h, y + ph)
+    if x1 > x0 and y1 > y0:
+        out[y0:y1, x0:x1] = np.maximum(out[y0:y1, x0:x1], ink[y0 - y : y1 - y, x0 - x : x1 - x])
+    return out
+
+
+def _to_image(ink: np.ndarray, dark_on_light: bool) -> Image.Image:
+    """Ink field to a greyscale image, black-on-white or white-on-black."""
+    v = 1.0 - ink if dark_on_light else ink
+    return Image.fromarray((np.clip(v, 0, 1) * 255 + 0.5).astype(np.uint8), mode="L")
+
+
+def to_rgba(ink: np.ndarray, colour: tuple[int, int, int] = (0, 0, 0)) -> Image.Image:
+    """A browser-canvas export: strokes of ``colour``, alpha = ink, transparent background."""
+    h, w = ink.shape
+    rgba = np.zeros((h, w, 4), np.uint8)
+    rgba[..., :3] = colour
+    rgba[..., 3] = (np.clip(ink, 0, 1) * 255 + 0.5).astype(np.uint8)
+    return Image.fromarray(rgba, mode="RGBA")
+
+
+# --------------------------------------------------------------------------------------------
+# Canvas drawings
+# --------------------------------------------------------------------------------------------
+
+CANVAS_KINDS = ("small", "large", "off-centre", "thick", "thin", "inverted", "rgba")
+
+
+def canvas(digit: np.ndarray, kind: str, rng: np.random.Generator) -> Image.Image:
+    """One MNIST digit drawn on a 280x280 canvas the way ``kind`` says.
+
+    small: 28-70 px tall; large: 200-270 px; off-centre: 80-140 px near a corner; thick: a pen
+    15-22% of the digit's height; thin: a 1-2 px pen on a 150-250 px digit; inverted: black on
+    white (the others are white on black, MNIST's polarity, except rgba); rgba: black strokes
+    on a transparent background, as a browser canvas exports them.
+    """
+    pen: float | None = None
+    dark = False
+    if kind == "small":
+        height = int(rng.integers(28, 71))
+    elif kind == "large":
+        height = int(rng.integers(200, 271))
+    elif kind == "off-centre":
+        height = int(rng.integers(80, 141))
+    elif kind == "thick":
+        height = int(rng.integers(150, 231))
+        pen = float(rng.uniform(0.15, 0.22)) * height
+    elif kind == "thin":
+        height = int(rng.integers(150, 251))
+        pen = float(rng.integers(1, 3))
+    elif kind in ("inverted", "rgba"):
+        height = int(rng.integers(100, 231))
+        dark = kind == "inverted"
+    else:
+        raise ValueError(f"unknown canvas kind {kind!r}; choose from {CANVAS_KINDS}")
+    ink = redraw(digit, height, pen)
+    h, w = ink.shape
+    if kind == "off-centre":
+        corner = rng.integers(0, 2, size=2)
+        x = int(rng.integers(0, 15)) if corner[0] == 0 else CANVAS - w - int(rng.integers(0, 15))
+        y = int(rng.integers(0, 15)) if corner[1] == 0 else CANVAS - h - int(rng.integers(0, 15))
+    else:
+        x = int(rng.integers(0, max(1, CANVAS - w)))
+        y = int(rng.integers(0, max(1, CANVAS - h)))
+    field = place(ink, (CANVAS, CANVAS), x, y)
+    if kind == "rgba":
+        return to_rgba(field)
+    return _to_image(field, dark)
+
+
+def rotated(digit: np.ndarray, rng: np.random.Generator, max_angle: float = 25.0) -> Image.Image:
+    """A digit rotated by a uniform angle in [-max_angle, max_angle], drawn on a canvas."""
+    height = int(rng.integers(100, 221))
+    ink = redraw(digit, height)
+    img = Image.fromarray((ink * 255).astype(np.uint8)).rotate(
+        float(rng.uniform(-max_angle, max_angle)), Image.BICUBIC, expand=True
+    )
+    x = (CANVAS - img.width) // 2
+    y = (CANVAS - img.height) // 2
+    field = place(np.asarray(img, np.float32) / 255.0, (CANVAS, CANVAS), x, y)
+    return _to_image(field, bool(rng.integers(0, 2)))
+
+
+# --------------------------------------------------------------------------------------------
+# Photos of paper
+# --------------------------------------------------------------------------------------------
+
+
+def _lighting(h: int, w: int, rng: np.random.Generator, shadow: bool) -> np.ndarray:
+    """Multiplicative light field: a tilted gradient, a vignette and optionally a soft shadow."""
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    angle = rng.uniform(0, 2 * np.pi)
+    ramp = (np.cos(angle) * xx / w + np.sin(angle) * yy / h) * rng.uniform(0.2, 0.45)
+    r2 = ((xx - w / 2) / w) ** 2 + ((yy - h / 2) / h) ** 2
+    light = 1.0 - (ramp - ramp.min()) - r2 * rng.uniform(0.1, 0.4)
+    if shadow:
+        a2 = rng.uniform(0, 2 * np.pi)
+        d = np.cos(a2) * (xx - w * rng.uniform(0.2, 0.8)) + np.sin(a2) * (yy - h * 0.5)
+        edge = rng.uniform(8, 30)
+        light *= 1.0 - rng.uniform(0.15, 0.3) / (1.0 + np.exp(-d / edge))
+    return np.clip(light, 0.3, 1.0)
+
+
+def photo_of_ink(
+    ink: np.ndarray, rng: np.random.Generator, *, quality: tuple[int, int] = (55, 90)
+) -> bytes:
+    """An ink field photographed on paper: colour cast, light, texture, blur, JPEG bytes."""
+    h, w = ink.shape
+    paper = np.array(rng.uniform([215, 205, 185], [250, 248, 240]), np.float32) / 255.0
+    pen = (
+        np.array([(20, 20, 25), (25, 35, 110), (60, 60, 65)][int(rng.integers(0, 3))], np.float32)
+        / 255.0
+    )
+    pen = pen + rng.uniform(-0.05, 0.05, 3).astype(np.float32)
+    # Paper grain: noise at half resolution, enlarged (correlated over ~2 px), plus pixel noise.
+    grain = rng.normal(0, rng.uniform(0.01, 0.035), (h // 2 + 1, w // 2 + 1)).astype(np.float32)
+    grain = np.asarray(Image.fromarray(grain, mode="F").resize((w, h), Image.BICUBIC))
+    texture = grain + rng.normal(0, 0.008, (h, w)).astype(np.float32)
+    strength = rng.uniform(0.8, 1.0)
+    a = (ink * strength)[..., None]
+    rgb = paper * (1 - a) + pen * a
+    rgb = rgb * _lighting(h, w, rng, shadow=bool(rng.integers(0, 2)) and SHADOWS)[..., None]
+    rgb = rgb + texture[..., None]
+    img = Image.fromarray((np.clip(rgb, 0, 1) * 255 + 0.5).astype(np.uint8), mode="RGB")
+    img = img.filter(ImageFilter.GaussianBlur(float(rng.uniform(0.3, 1.2))))
+    buf = io.BytesIO()
+    img.save(buf, format="JPEG", quality=int(rng.integers(quality[0], quality[1] + 1)))
+    return buf.getvalue()
+
+
+def photo(digit: np.ndarray, rng: np.random.Generator) -> bytes:
+    """A digit written in ink on paper and photographed (JPEG bytes, 320x240 to 640x480)."""
+    w = int(rng.integers(320, 641))
+    h = w * 3 // 4
+    height = int(h * rng.uniform(0.35, 0.7))
+    ink = redraw(digit, height)
+    tilt = Image.fromarray((ink * 255).astype(np.uint8)).rotate(
+        float(rng.uniform(-6, 6)), Image.BICUBIC, expand=True
+    )
+    patch = np.asarray(tilt, np.float32) / 255.0
+    x = int(rng.integers(w // 8, max(w // 8 + 1, w - patch.shape[1] - w // 8)))
+    y = int(rng.integers(h // 8, max(h // 8 + 1, h - patch.shape[0] - h // 8)))
+    return photo_of_ink(place(patch, (h, w), x, y), rng)
+
+
+# --------------------------------------------------------------------------------------------
+# No digit
+# --------------------------------------------------------------------------------------------
+
+BLANK_KINDS = (
+    "white",
+    "black",
+    "grey",
+    "colour",
+    "transparent",
+    "noise",
+    "gradient",
+    "specks",
+    "paper",
+)
+
+
+def blank_image(kind: str, rng: np.random.Generator) -> Image.Image | bytes:
+    """An image with no digit: uniform, transparent, noisy, a gradient, specks, empty paper."""
+    size = (CANVAS, CANVAS)
+    if kind in ("white", "black", "grey"):
+        level = {"white": 255, "black": 0, "grey": int(rng.integers(60, 200))}[kind]
+        return Image.new("L", size, level)
+    if kind == "colour":
+        return Image.new("RGB", size, tuple(int(v) for v in rng.integers(0, 256, 3)))
+    if kind == "transparent":
+        return Image.new("RGBA", size, (0, 0, 0, 0))
+    if kind == "noise":
+        base = rng.uniform(0.1, 0.9)
+        v = base + rng.normal(0, rng.uniform(0.01, 0.08), (CANVAS, CANVAS))
+        return Image.fromarray((np.clip(v, 0, 1) * 255).astype(np.uint8))
+    if kind == "gradient":
+        yy, xx = np.mgrid[0:CANVAS, 0:CANVAS] / CANVAS
+        angle = rng.uniform(0, 2 * np.pi)
+        v = 0.5 + rng.uniform(0.1, 0.45) * (np.cos(angle) * (xx - 0.5) + np.sin(angle) * (yy - 0.5))
+        return Image.fromarray((np.clip(v, 0, 1) * 255).astype(np.uint8))
+    if kind == "specks":
+        field = np.zeros(size, np.float32)
+        for _ in range(int(rng.integers(1, 9))):
+            r = int(rng.integers(1, 4))
+            cx, cy = (int(v) for v in rng.integers(r, CANVAS - r, 2))
+            yy, xx = np.ogrid[0:CANVAS, 0:CANVAS]
+            field[(yy - cy) ** 2 + (xx - cx) ** 2 <= r * r] = 1.0
+        return _to_image(field, bool(rng.integers(0, 2)))
+    if kind == "paper":
+        w = int(rng.integers(320, 641))
+        return photo_of_ink(np.zeros((w * 3 // 4, w), np.float32), rng)
+    raise ValueError(f"unknown blank kind {kind!r}; choose from {BLANK_KINDS}")
+
+
+# --------------------------------------------------------------------------------------------
+# Numbers
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Strip:
+    """A number written in a row: the image and the digits it shows, left to right."""
+
+    image: Image.Image
+    number: str
+    boxes: list[tuple[int, int, int, int]]  # (x, y, width, height) of each digit
+
+
+def number_strip(
+    digits: Sequence[np.ndarray],
+    labels: Sequence[int],
+    rng: np.random.Generator,
+    *,
+    touch_probability: float = 0.05,
+    height: int = 80,
+) -> Strip:
+    """Digits written left to right on one line (black on white).
+
+    Digits are ``height`` px tall +-15%, shifted up or down by up to 10% of it, with gaps of
+    10-40% of the height. With ``touch_probability`` a digit is written cramped against its
+    neighbour: moved left until its ink touches the ink already written, but no further than
+    CRAMPED_OVERLAP of the height into the neighbour's box (strokes that would have to
+    interlock to touch stay a hair apart instead).
+    """
+    inks = []
+    for d in digits:
+        inks.append(redraw(d, int(height * rng.uniform(0.85, 1.15))))
+    margin = height // 2
+    row = int(height * 1.15)
+    ys = [
+        margin + (row - ink.shape[0]) // 2 + int(rng.integers(-height // 10, height // 10 + 1))
+        for ink in inks
+    ]
+    gaps = [int(height * rng.uniform(0.1, 0.4)) for _ in inks]
+    touch = [rng.random() < touch_probability for _ in inks]
+    width = sum(ink.shape[1] for ink in inks) + sum(gaps) + 2 * margin
+    field = np.zeros((row + 2 * margin, width), np.float32)
+    # Rightmost ink column written so far in each row (-1: none).
+    right_edge = np.full(field.shape[0], -1)
+    x_end = margin  # right end of the previous digit's box
+    boxes = []
+    for i, (ink, y) in enumerate(zip(inks, ys, strict=True)):
+        if i == 0:
+            x = margin
+        elif touch[i]:
+            x = max(_touch_x(right_edge, ink, y), x_end - int(CRAMPED_OVERLAP * height))
+        else:
+            x = x_end + gaps[i]
+        field = np.maximum(field, place(ink, field.shape, x, y))
+        rows = np.flatnonzero((ink > STROKE_LEVEL).any(axis=1))
+        for r in rows:
+            cols = np.flatnonzero(ink[r] > STROKE_LEVEL)
+            right_edge[y + r] = max(right_edge[y + r], x + int(cols[-1]))
+        x_end = max(x_end, x + ink.shape[1])
+        boxes.append((x, y, ink.shape[1], ink.shape[0]))
+    field = field[:, : x_end + margin]
+    number = "".join(str(int(v)) for v in labels)
+    return Strip(_to_image(field, dark_on_light=True), number, boxes)
+
+
+def _touch_x(right_edge: np.ndarray, ink: np.ndarray, y: int) -> int:
+    """Leftmost x for ``ink`` (top row at ``y``) that keeps it right of the ink already drawn,
+    touching it in at least one row."""
+    x = 0
+    for r in range(ink.shape[0]):
+        cols = np.flatnonzero(ink[r] > STROKE_LEVEL)
+        if cols.size and right_edge[y + r] >= 0:
+            x = max(x, int(right_edge[y + r]) + 1 - int(cols[0]))
+    return x
+
+
+# --------------------------------------------------------------------------------------------
+# Other data sets and non-digits
+# --------------------------------------------------------------------------------------------
+
+
+def uci_digits() -> tuple[np.ndarray, np.ndarray]:
+    """The UCI 8x8 handwritten digits from scikit-learn: uint8 (N, 8, 8) 0-255, ink bright."""
+    from sklearn.datasets import load_digits
+
+    ds = load_digits()
+    # Pixel values count the set pixels of a 4x4 block: 0-16.
+    images = np.clip(ds.images * (255.0 / 16.0), 0, 255).round().astype(np.uint8)
+    return images, ds.target.astype(np.int64)
+
+
+def scribble(rng: np.random.Generator) -> Image.Image:
+    """A random tangle of strokes on a canvas (not a digit)."""
+    img = Image.new("L", (CANVAS, CANVAS), 0)
+    draw = ImageDraw.Draw(img)
+    pts = rng.uniform(40, CANVAS - 40, (int(rng.integers(6, 14)), 2))
+    draw.line([tuple(p) for p in pts], fill=255, width=int(rng.integers(10, 22)), joint="curve")
+    return img
+
+
+def letter(ch: str, rng: np.random.Generator) -> Image.Image:
+    """A capital letter in Pillow's bundled font, drawn on a canvas (not a digit)."""
+    img = Image.new("L", (CANVAS, CANVAS), 0)
+    draw = ImageDraw.Draw(img)
+    size = int(rng.integers(150, 220))
+    font = ImageFont.load_default(size=size)
+    left, top, right, bottom = draw.textbbox((0, 0), ch, font=font)
+    x = (CANVAS - (right - left)) // 2 - left
+    y = (CANVAS - (bottom - top)) // 2 - top
+    draw.text((x, y), ch, fill=255, font=font)
+    return img

@@ -1,0 +1,162 @@
+"""``digitlab predict``: files, folders, globs, formats, numbers, errors, heat maps."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from digitlab import synth
+from digitlab.cli import main
+from imagegen import bundled_recognizer, sample
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory, mnist):
+    """A folder of digit images (PNG, JPEG, RGBA, nested), a number, a broken file."""
+    bundled_recognizer()  # make sure a model exists (and warm it up once)
+    root = tmp_path_factory.mktemp("predict")
+    rng = np.random.default_rng(7)
+    idx = sample(6, seed=7)
+    truth = {}
+    (root / "nested" / "deeper").mkdir(parents=True)
+    for k, i in enumerate(idx):
+        kind = ("inverted", "rgba", "large")[k % 3]
+        img = synth.canvas(mnist.test_images[i], kind, rng)
+        folder = root if k < 3 else root / "nested" / ("deeper" if k == 5 else "")
+        path = folder / f"digit{k}.{'jpg' if k == 2 else 'png'}"
+        (img.convert("RGB") if path.suffix == ".jpg" else img).save(path)
+        truth[str(path)] = int(mnist.test_labels[i])
+    strip = synth.number_strip(
+        mnist.test_images[idx[:3]], mnist.test_labels[idx[:3]], rng, touch_probability=0.0
+    )
+    strip.image.save(root / "number.png")
+    (root / "notes.txt").write_text("not an image")  # not an image suffix: never listed
+    return root, truth, strip.number
+
+
+def _run(capsys, *args: str) -> tuple[int, str, str]:
+    code = main(["predict", *args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_json_for_files_and_nested_folders(images, capsys):
+    root, truth, _ = images
+    code, out, _ = _run(capsys, str(root / "nested"), str(root / "digit0.png"), "--format", "json")
+    assert code == 0
+    rows = json.loads(out)
+    expected = [p for p in truth if "nested" in p] + [str(root / "digit0.png")]
+    assert sorted(r["path"] for r in rows) == sorted(expected)
+    for r in rows:
+        assert r["digit"] == truth[r["path"]]
+        assert 0.0 < r["confidence"] <= 1.0 and len(r["probabilities"]) == 10
+        assert r["error"] is None and len(r["top"]) == 3
+
+
+def test_globs_are_expanded_and_duplicates_dropped(images, capsys):
+    root, truth, _ = images
+    pattern = str(root / "**" / "*.png")
+    code, out, _ = _run(capsys, pattern, str(root / "digit0.png"), "--format", "json")
+    rows = json.loads(out)
+    paths = [r["path"] for r in rows]
+    assert code == 0 and len(paths) == len(set(paths))
+    assert set(paths) == {p for p in truth if p.endswith(".png")} | {str(root / "number.png")}
+
+
+def test_unreadable_file_is_reported_and_others_go_on(images, capsys, tmp_path):
+    root, truth, _ = images
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"\x89PNG\r\n\x1a\nthis is not really a png")
+    missing = tmp_path / "missing.png"
+    code, out, err = _run(
+        capsys,
+        str(broken),
+        str(root / "digit1.png"),
+        str(missing),
+        str(tmp_path / "*.gif"),
+        "--format",
+        "json",
+    )
+    assert code == 1
+    rows = {r["path"]: r for r in json.loads(out)}
+    assert rows[str(root / "digit1.png")]["digit"] == truth[str(root / "digit1.png")]
+    assert "broken.png" in rows[str(broken)]["error"] and rows[str(broken)]["digit"] is None
+    assert "no such file" in rows[str(missing)]["error"]
+    assert "no files match" in rows[str(tmp_path / "*.gif")]["error"]
+    assert "3 of 4 inputs failed" in err
+
+
+def test_csv_and_table_formats(images, capsys):
+    root, truth, _ = images
+    code, out, _ = _run(capsys, str(root / "digit0.png"), "--format", "csv", "--top-k", "2")
+    assert code == 0
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert len(rows) == 1 and int(rows[0]["digit"]) == truth[str(root / "digit0.png")]
+    assert len(rows[0]["top"].split()) == 2
+    assert sum(float(rows[0][f"p{d}"]) for d in range(10)) == pytest.approx(1.0, abs=1e-4)
+    code, out, _ = _run(capsys, str(root / "digit0.png"), str(root / "digit1.png"))
+    lines = out.splitlines()
+    assert lines[0].split()[:4] == ["path", "digit", "conf", "top"]
+    assert len(lines) == 3 and lines[1].split()[1] == str(truth[str(root / "digit0.png")])
+
+
+def test_number_mode(images, capsys):
+    root, _, number = images
+    code, out, _ = _run(capsys, str(root / "number.png"), "--number", "--format", "json")
+    assert code == 0
+    (row,) = json.loads(out)
+    assert row["number"] == number
+    assert len(row["digits"]) == len(number)
+    assert {"x", "y", "width", "height", "prediction"} <= set(row["digits"][0])
+
+
+def test_explain_writes_heatmaps_the_size_of_the_input(images, capsys, tmp_path):
+    root, _, _ = images
+    out_dir = tmp_path / "heat"
+    code, out, _ = _run(
+        capsys, str(root / "digit0.png"), "--explain", str(out_dir), "--format", "json"
+    )
+    assert code == 0
+    (row,) = json.loads(out)
+    heat = Image.open(row["heatmap"])
+    assert heat.size == Image.open(root / "digit0.png").size
+
+
+def test_usage_errors_exit_2(images, capsys, tmp_path):
+    root, _, _ = images
+    code, _, err = _run(capsys, str(root / "digit0.png"), "--model", str(tmp_path / "no.pt"))
+    assert code == 2 and "no.pt: no such file" in err
+    code, _, err = _run(capsys, str(root / "digit0.png"), "--top-k", "0")
+    assert code == 2 and "--top-k" in err
+
+
+def test_progress_bar_only_on_a_terminal(images, capsys, monkeypatch):
+    root, _, _ = images
+    folder = root / "copies"  # 24 files: more than PROGRESS_MIN_FILES
+    folder.mkdir(exist_ok=True)
+    for k in range(24):
+        (folder / f"c{k}.png").write_bytes((root / "digit0.png").read_bytes())
+    code, _, err = _run(capsys, str(folder), "--format", "json")
+    assert code == 0 and "24/24" not in err  # stderr is not a terminal here
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True, raising=False)
+    code, _, err = _run(capsys, str(folder), "--format", "json")
+    assert code == 0 and "24/24" in err
+
+
+def test_console_entry_point(images):
+    root, truth, _ = images
+    proc = subprocess.run(
+        [sys.executable, "-m", "digitlab", "predict", str(root / "digit1.png"), "--format", "json"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)[0]["digit"] == truth[str(root / "digit1.png")]

@@ -1,0 +1,349 @@
+"""Preprocessing: every input format in, the 28x28 MNIST-style image out.
+
+Images are made in the tests from real MNIST test digits (``digitlab.synth``) and saved in every
+format and mode the engine accepts; the checks compare what comes out with what MNIST itself
+looks like (20 px box, centre of mass, stroke width) and with each other (the same digit drawn
+differently must give nearly the same 28x28 image).
+"""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from digitlab import preprocess as P
+from digitlab import synth
+from digitlab.errors import ImageError
+from imagegen import (
+    centre_of_mass,
+    correlation,
+    encode,
+    ink_box,
+    jpeg_with_orientation,
+    png_header_only,
+    sample,
+)
+
+
+@pytest.fixture(scope="module")
+def digits(mnist):
+    """Twelve MNIST test digits (uint8 28x28) and their labels."""
+    idx = sample(12, seed=3)
+    return mnist.test_images[idx], mnist.test_labels[idx]
+
+
+@pytest.fixture(scope="module")
+def seven(mnist):
+    """MNIST test digit 0 (a 7), drawn black on white on a 280x280 canvas (L mode)."""
+    ink = synth.redraw(mnist.test_images[0], 200)
+    field = synth.place(ink, (280, 280), 60, 40)
+    return Image.fromarray(((1 - field) * 255).astype(np.uint8), mode="L")
+
+
+# --------------------------------------------------------------------------------------------
+# Formats, modes, sources
+# --------------------------------------------------------------------------------------------
+
+
+def _same_digit(a: P.Preprocessed, b: P.Preprocessed, min_corr: float = 0.95) -> None:
+    assert a.has_ink and b.has_ink
+    assert correlation(a.image, b.image) >= min_corr
+
+
+@pytest.mark.parametrize(
+    ("fmt", "options", "min_corr"),
+    [
+        ("PNG", {}, 0.99),
+        ("BMP", {}, 0.99),
+        ("TIFF", {}, 0.99),
+        ("WEBP", {"lossless": True}, 0.99),
+        ("WEBP", {"quality": 80}, 0.95),
+        ("JPEG", {"quality": 85}, 0.95),
+        ("GIF", {}, 0.99),
+    ],
+)
+def test_file_formats_give_the_same_input(seven, tmp_path, fmt, options, min_corr):
+    reference = P.to_model_input(seven)
+    path = tmp_path / f"seven.{fmt.lower()}"
+    path.write_bytes(encode(seven, fmt, **options))
+    _same_digit(P.to_model_input(path), reference, min_corr)
+    _same_digit(P.to_model_input(str(path)), reference, min_corr)
+    _same_digit(P.to_model_input(path.read_bytes()), reference, min_corr)
+    with open(path, "rb") as fh:
+        _same_digit(P.to_model_input(fh), reference, min_corr)
+
+
+@pytest.mark.parametrize("mode", ["1", "L", "LA", "P", "RGB", "RGBA", "CMYK", "I", "F", "I;16"])
+def test_image_modes_give_the_same_input(seven, mode):
+    reference = P.to_model_input(seven)
+    if mode == "I;16":
+        img = Image.fromarray(np.asarray(seven).astype(np.uint16) * 257)  # 16-bit, full range
+        assert img.mode == "I;16"
+    else:
+        img = seven.convert(mode)
+    _same_digit(P.to_model_input(img), reference, 0.9 if mode == "1" else 0.97)
+
+
+def test_sixteen_bit_png_file(seven, tmp_path):
+    path = tmp_path / "seven16.png"
+    Image.fromarray(np.asarray(seven).astype(np.uint16) * 257).save(path)
+    assert Image.open(path).mode.startswith("I")
+    _same_digit(P.to_model_input(path), P.to_model_input(seven), 0.98)
+
+
+def test_rgba_canvas_export_transparent_background_is_paper(mnist):
+    """A browser canvas: black or white strokes on transparent pixels (whose RGB is black)."""
+    field = synth.place(synth.redraw(mnist.test_images[0], 180), (280, 280), 50, 50)
+    reference = P.to_model_input(Image.fromarray((field * 255).astype(np.uint8)))
+    for colour in ((0, 0, 0), (255, 255, 255), (30, 60, 200)):
+        out = P.to_model_input(synth.to_rgba(field, colour))
+        assert out.polarity == "alpha"
+        _same_digit(out, reference, 0.98)
+
+
+def test_palette_with_transparency(mnist):
+    field = synth.place(synth.redraw(mnist.test_images[0], 180), (280, 280), 50, 50)
+    rgba = synth.to_rgba(field > 0.5, (0, 0, 0))
+    pal = rgba.convert("P")  # Pillow keeps the transparent index in info["transparency"]
+    buf = io.BytesIO()
+    pal.save(buf, format="PNG")
+    out = P.to_model_input(buf.getvalue())
+    assert out.has_ink
+    ref = P.to_model_input(Image.fromarray(((field > 0.5) * 255).astype(np.uint8)))
+    _same_digit(out, ref, 0.95)
+
+
+def test_gif_first_frame_is_used(seven):
+    blank = Image.new("L", seven.size, 255)
+    grey = Image.new("L", seven.size, 128)
+    buf = io.BytesIO()
+    seven.save(buf, format="GIF", save_all=True, append_images=[blank, grey], duration=100)
+    assert Image.open(io.BytesIO(buf.getvalue())).n_frames == 3
+    _same_digit(P.to_model_input(buf.getvalue()), P.to_model_input(seven), 0.99)
+    buf = io.BytesIO()
+    blank.save(buf, format="GIF", save_all=True, append_images=[seven], duration=100)
+    assert not P.to_model_input(buf.getvalue()).has_ink
+
+
+@pytest.mark.parametrize("orientation", [3, 6, 8])
+def test_exif_orientation_is_honoured(seven, orientation):
+    upright = P.to_model_input(encode(seven.convert("RGB"), "JPEG", quality=95))
+    stored = jpeg_with_orientation(seven, orientation)
+    assert Image.open(io.BytesIO(stored)).size == (
+        seven.size if orientation == 3 else seven.size[::-1]
+    )
+    out = P.to_model_input(stored)
+    assert out.input_size == seven.size
+    _same_digit(out, upright, 0.97)
+
+
+def test_numpy_arrays_of_every_kind(mnist):
+    digit = mnist.test_images[0]
+    reference = P.to_model_input(digit)
+    assert reference.has_ink
+    variants = [
+        digit.astype(np.float32) / 255.0,  # float in [0, 1]
+        digit.astype(np.float64),  # float in [0, 255]
+        digit[None],  # (1, 28, 28)
+        digit[None, None],  # (1, 1, 28, 28)
+        digit[:, :, None],  # (28, 28, 1)
+        np.repeat(digit[:, :, None], 3, axis=2),  # RGB
+        digit.astype(np.uint16) * 257,  # 16-bit
+    ]
+    for v in variants:
+        _same_digit(P.to_model_input(v), reference, 0.99)
+    _same_digit(P.to_model_input(digit > 127), reference, 0.9)  # bool
+
+
+# --------------------------------------------------------------------------------------------
+# Bad input
+# --------------------------------------------------------------------------------------------
+
+
+def test_errors_name_the_problem(tmp_path):
+    with pytest.raises(ImageError, match="no such file"):
+        P.load_image(tmp_path / "missing.png")
+    with pytest.raises(ImageError, match="is a directory"):
+        P.load_image(tmp_path)
+    (tmp_path / "notes.png").write_text("not an image at all")
+    with pytest.raises(ImageError, match=r"notes\.png: not a recognised image"):
+        P.load_image(tmp_path / "notes.png")
+    with pytest.raises(ImageError, match="empty"):
+        P.load_image(b"")
+    with pytest.raises(ImageError, match="cannot read an image from a dict"):
+        P.load_image({"image": 1})
+    with pytest.raises(ImageError, match=r"shape \(2, 3, 5, 7\)"):
+        P.load_image(np.zeros((2, 3, 5, 7)))
+    with pytest.raises(ImageError, match="NaN"):
+        P.load_image(np.full((28, 28), np.nan))
+
+
+def test_truncated_file_is_an_error(seven):
+    data = encode(seven, "PNG")
+    with pytest.raises(ImageError, match="cannot be decoded"):
+        P.to_model_input(data[: len(data) // 2])
+
+
+@pytest.mark.parametrize("width,height", [(10_000, 6_000), (20_000, 20_000), (100, 600_000)])
+def test_decompression_bomb_is_refused_before_decoding(width, height):
+    data = png_header_only(width, height)  # 60 MP to 400 MP claimed in a few hundred bytes
+    assert len(data) < 2000
+    with pytest.raises(ImageError, match=f"{P.MAX_IMAGE_PIXELS:,}") as err:
+        P.load_image(data)
+    assert "MAX_IMAGE_PIXELS" in str(err.value)
+    with pytest.raises(ImageError, match="exceeds the limit"):
+        P.load_image(np.zeros((1, P.MAX_IMAGE_PIXELS + 1), np.uint8))
+
+
+def test_preprocess_and_recognizer_do_not_import_torch():
+    code = (
+        "import sys, numpy as np; import digitlab.preprocess as p, digitlab.recognizer, "
+        "digitlab.segment, digitlab.explain, digitlab.calibrate; "
+        "p.to_model_input(np.eye(40) * 255); assert 'torch' not in sys.modules, 'torch'"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+# --------------------------------------------------------------------------------------------
+# What comes out: MNIST's geometry
+# --------------------------------------------------------------------------------------------
+
+
+def test_output_has_mnist_geometry(digits):
+    images, _ = digits
+    for digit in images:
+        canvas = synth.place(synth.redraw(digit, 150), (280, 280), 40, 70)
+        out = P.to_model_input(Image.fromarray((canvas * 255).astype(np.uint8)))
+        assert out.image.shape == (28, 28) and out.image.dtype == np.uint8
+        assert out.image.max() == 255
+        x0, y0, x1, y1 = ink_box(out.image, level=30)
+        assert max(x1 - x0, y1 - y0) in (19, 20, 21)  # fitted to the 20 px box
+        cx, cy = centre_of_mass(out.image)
+        assert abs(cx - 14.5) <= 1.0 and abs(cy - 14.5) <= 1.0  # where MNIST puts it
+
+
+def test_aspect_ratio_is_kept_a_one_stays_thin():
+    canvas = np.zeros((280, 280), np.uint8)
+    canvas[40:240, 130:150] = 255  # a plain vertical bar: "1"
+    out = P.to_model_input(canvas)
+    x0, y0, x1, y1 = ink_box(out.image, level=60)
+    assert y1 - y0 >= 19
+    assert x1 - x0 <= 5
+
+
+def test_size_position_and_polarity_do_not_matter(digits):
+    images, _ = digits
+    for digit in images:
+        variants = []
+        for height, x, y, dark in ((40, 10, 200, False), (250, 15, 10, True), (120, 150, 5, False)):
+            field = synth.place(synth.redraw(digit, height), (280, 280), x, y)
+            v = 1 - field if dark else field
+            variants.append(P.to_model_input((v * 255).astype(np.uint8)))
+        for v in variants[1:]:
+            _same_digit(v, variants[0], 0.85)
+
+
+def test_stroke_width_is_normalised(digits, mnist):
+    """A 1-2 px pen and a marker both come out with strokes as wide as MNIST's own."""
+    reference = [P.stroke_width(Image.fromarray(d)) for d in mnist.test_images[:300]]
+    low, high = np.percentile(reference, [2, 98])
+    images, _ = digits
+    rng = np.random.default_rng(0)
+    for digit in images:
+        thin = P.to_model_input(synth.canvas(digit, "thin", rng))
+        thick = P.to_model_input(synth.canvas(digit, "thick", rng))
+        for out in (thin, thick):
+            width = P.stroke_width(Image.fromarray(out.image))
+            assert 0.9 * low <= width <= 1.1 * high
+        assert thin.stroke_width < thick.stroke_width  # as found, before normalising
+
+
+def test_mnist_digits_pass_through_almost_unchanged(mnist):
+    idx = sample(200, seed=5)
+    corr = [
+        correlation(P.to_model_input(mnist.test_images[i]).image, mnist.test_images[i]) for i in idx
+    ]
+    assert np.median(corr) > 0.9
+
+
+# --------------------------------------------------------------------------------------------
+# No ink, specks, photos
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", synth.BLANK_KINDS)
+def test_images_without_a_digit_have_no_ink(kind):
+    rng = np.random.default_rng(11)
+    for _ in range(5):
+        out = P.to_model_input(synth.blank_image(kind, rng))
+        assert not out.has_ink
+        assert out.image.max() == 0 and out.box is None
+
+
+def test_far_specks_are_removed(mnist):
+    field = synth.place(synth.redraw(mnist.test_images[1], 150), (280, 280), 60, 60)
+    clean = P.to_model_input((field * 255).astype(np.uint8))
+    speckled = field.copy()
+    for x, y in ((5, 5), (270, 12), (8, 265), (268, 270), (240, 30)):
+        speckled[y : y + 3, x : x + 3] = 1.0
+    out = P.to_model_input((speckled * 255).astype(np.uint8))
+    assert out.box == clean.box
+    _same_digit(out, clean, 0.99)
+
+
+def test_photo_lighting_is_flattened(digits):
+    images, _ = digits
+    rng = np.random.default_rng(4)
+    for digit in images:
+        photo = P.to_model_input(synth.photo(digit, rng))
+        assert photo.polarity == "dark-on-light"
+        clean = P.to_model_input(synth.canvas(digit, "large", rng))
+        _same_digit(photo, clean, 0.75)
+
+
+def test_box_and_affine_locate_the_digit_in_the_input(mnist):
+    field = synth.place(synth.redraw(mnist.test_images[2], 100), (300, 400), 210, 90)
+    out = P.to_model_input((field * 255).astype(np.uint8))
+    assert out.input_size == (400, 300)
+    x, y, w, h = out.box
+    assert ink_box((field * 255).astype(np.uint8), 60) == pytest.approx((x, y, x + w, y + h), abs=3)
+    a, _, c, _, e, f = out.affine
+    # The box's corners land on the 28x28 digit's box.
+    x0, y0, x1, y1 = ink_box(out.image, 60)
+    assert a * x + c == pytest.approx(x0, abs=1.5)
+    assert e * (y + h) + f == pytest.approx(y1, abs=1.5)
+    assert a * (x + w) + c == pytest.approx(x1, abs=1.5)
+    assert e * y + f == pytest.approx(y0, abs=1.5)
+
+
+def test_large_images_are_reduced_and_boxes_stay_in_input_pixels(mnist):
+    field = synth.place(synth.redraw(mnist.test_images[3], 900), (2400, 3000), 1500, 700)
+    img = Image.fromarray(((1 - field) * 255).astype(np.uint8))
+    out = P.to_model_input(img)
+    x, y, w, h = out.box
+    bx0, by0, bx1, by1 = ink_box((field * 255).astype(np.uint8), 60)
+    assert (x, y) == pytest.approx((bx0, by0), abs=8)
+    assert (x + w, y + h) == pytest.approx((bx1, by1), abs=8)
+
+
+def test_components_and_labels():
+    mask = np.zeros((20, 30), bool)
+    mask[2:5, 2:5] = True  # square
+    mask[10:18, 20] = True  # vertical line
+    mask[18, 21] = True  # diagonal neighbour joins the line (8-connectivity)
+    labels, n = P.label_components(mask)
+    assert n == 2
+    comps = sorted(P.components(labels, n), key=lambda c: c.x0)
+    assert (comps[0].x0, comps[0].y0, comps[0].x1, comps[0].y1, comps[0].area) == (2, 2, 5, 5, 9)
+    assert (comps[1].x0, comps[1].y1, comps[1].area) == (20, 19, 9)
+    snake = np.zeros((41, 60), bool)  # one long zig-zag: union-find must join it all
+    snake[::4, 1:59] = True
+    for k, row in enumerate(range(0, 37, 4)):
+        snake[row : row + 5, 58 if k % 2 == 0 else 1] = True
+    assert P.label_components(snake)[1] == 1
+    assert P.label_components(np.zeros((5, 5), bool))[1] == 0

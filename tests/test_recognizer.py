@@ -1,0 +1,256 @@
+"""The recogniser's API: predictions, batches, confidence, "not sure", heat maps, loading.
+
+Accuracy per kind of image (canvas, photo, rotated, ...) is in ``test_robustness.py``.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from digitlab import calibrate, synth
+from digitlab.errors import CheckpointError, DigitlabError, ImageError
+from digitlab.preprocess import to_model_input
+from digitlab.recognizer import (
+    CONFIDENCE_THRESHOLD,
+    NumberResult,
+    Prediction,
+    Recognizer,
+    load_model,
+    softmax,
+)
+from imagegen import bundled_recognizer, ink_box, sample
+
+
+@pytest.fixture(scope="session")
+def recognizer() -> Recognizer:
+    return bundled_recognizer()
+
+
+@pytest.fixture(scope="module")
+def canvases(mnist):
+    """120 MNIST test digits drawn on canvases of every kind, with labels."""
+    idx = sample(120, seed=21)
+    rng = np.random.default_rng(21)
+    kinds = synth.CANVAS_KINDS
+    images = [
+        synth.canvas(mnist.test_images[i], kinds[k % len(kinds)], rng) for k, i in enumerate(idx)
+    ]
+    return images, mnist.test_labels[idx]
+
+
+def _decode_data_url(url: str) -> Image.Image:
+    assert url.startswith("data:image/png;base64,")
+    return Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1])))
+
+
+def test_prediction_fields(recognizer, canvases):
+    images, labels = canvases
+    p = recognizer.predict(images[0], top_k=4)
+    assert isinstance(p, Prediction)
+    assert p.digit == labels[0]
+    assert len(p.probabilities) == 10 and sum(p.probabilities) == pytest.approx(1.0, abs=1e-6)
+    assert p.confidence == pytest.approx(max(p.probabilities))
+    assert [d for d, _ in p.top] == list(np.argsort(p.probabilities)[::-1][:4])
+    assert all(a >= b for (_, a), (_, b) in zip(p.top, p.top[1:], strict=False))
+    assert p.preprocessed.shape == (28, 28) and p.preprocessed.dtype == np.uint8
+    assert p.heatmap is None
+    assert recognizer.predict(images[0], top_k=1).top == p.top[:1]
+
+
+def test_to_dict_is_json_with_png_images(recognizer, canvases):
+    images, _ = canvases
+    d = recognizer.predict(images[1], explain=True).to_dict()
+    json.dumps(d)
+    assert set(d) >= {"digit", "confidence", "probabilities", "top", "uncertain", "preprocessed"}
+    assert d["top"][0] == {"digit": d["digit"], "probability": d["confidence"]}
+    assert _decode_data_url(d["preprocessed"]).size == (28, 28)
+    heat = _decode_data_url(d["heatmap"])
+    assert heat.size == images[1].size and heat.mode == "RGBA"
+    assert "preprocessed" not in recognizer.predict(images[1]).to_dict(images=False)
+
+
+def test_predict_batch_matches_predict(recognizer, canvases):
+    images, labels = canvases
+    batch = recognizer.predict_batch(images[:20])
+    for img, b in zip(images[:20], batch, strict=True):
+        one = recognizer.predict(img)
+        assert b.digit == one.digit
+        assert b.probabilities == pytest.approx(one.probabilities, abs=1e-5)
+        assert b.uncertain == one.uncertain
+    assert np.mean([b.digit == y for b, y in zip(batch, labels[:20], strict=True)]) >= 0.9
+    assert recognizer.predict_batch([]) == []
+
+
+def test_blank_gives_no_digit_never_a_guess(recognizer):
+    for img in (Image.new("L", (280, 280), 255), Image.new("RGBA", (280, 280)), np.zeros((28, 28))):
+        p = recognizer.predict(img, explain=True)
+        assert p.digit is None and p.confidence == 0.0 and p.top == [] and p.uncertain
+        assert p.probabilities == [0.0] * 10
+        assert p.heatmap is not None and p.heatmap.max() == 0.0
+        assert p.to_dict()["digit"] is None
+
+
+def test_bad_arguments(recognizer, tmp_path):
+    with pytest.raises(DigitlabError, match="top_k"):
+        recognizer.predict(np.zeros((28, 28)), top_k=0)
+    with pytest.raises(DigitlabError, match="top_k"):
+        recognizer.predict(np.zeros((28, 28)), top_k=11)
+    with pytest.raises(ImageError, match="no such file"):
+        recognizer.predict(tmp_path / "nope.png")
+    with pytest.raises(ImageError, match=r"image 2|nope2"):
+        recognizer.predict_batch([np.zeros((28, 28)), tmp_path / "nope2.png"])
+
+
+def test_heatmap_is_aligned_with_the_input(recognizer, mnist):
+    """The map is the input's size and its weight lies on the digit, wherever it was drawn."""
+    field = synth.place(synth.redraw(mnist.test_images[0], 120), (300, 420), 260, 150)
+    img = Image.fromarray(((1 - field) * 255).astype(np.uint8))
+    p = recognizer.predict(img, explain=True)
+    assert p.heatmap.shape == (300, 420) and p.heatmap.dtype == np.float32
+    assert p.heatmap.min() >= 0.0 and p.heatmap.max() == pytest.approx(1.0, abs=0.05)
+    x0, y0, x1, y1 = ink_box((field * 255).astype(np.uint8), 60)
+    pad = 20
+    inside = p.heatmap[max(0, y0 - pad) : y1 + pad, max(0, x0 - pad) : x1 + pad].sum()
+    assert inside / p.heatmap.sum() > 0.95
+    ys, xs = np.nonzero(p.heatmap > 0.5)
+    assert (
+        x0 - pad <= xs.min()
+        and xs.max() <= x1 + pad
+        and y0 - pad <= ys.min() <= ys.max() <= y1 + pad
+    )
+
+
+def test_gradient_saliency_for_torch(recognizer, mnist):
+    from digitlab.explain import explain_prediction
+
+    pre = to_model_input(mnist.test_images[0])
+    pred = recognizer.predict_preprocessed([pre])[0]
+    heat = explain_prediction(recognizer, pre, pred, method="gradient")
+    assert heat.shape == (28, 28) and heat.max() == pytest.approx(1.0, abs=0.05)
+    assert heat[mnist.test_images[0] > 0].mean() > 3 * heat[mnist.test_images[0] == 0].mean()
+
+
+# --------------------------------------------------------------------------------------------
+# Confidence, calibration, "not sure"
+# --------------------------------------------------------------------------------------------
+
+
+def test_temperature_softmax():
+    logits = np.array([[2.0, 1.0, 0.0]])
+    assert softmax(logits, 1.0)[0] == pytest.approx(np.exp([2, 1, 0]) / np.exp([2, 1, 0]).sum())
+    assert softmax(logits, 2.0)[0, 0] < softmax(logits, 1.0)[0, 0]  # warmer = less sure
+
+
+def test_fit_temperature_recovers_a_known_temperature():
+    rng = np.random.default_rng(0)
+    true_t = 2.5
+    logits = rng.normal(0, 4, (20_000, 10))
+    labels = np.array([rng.choice(10, p=row) for row in softmax(logits, true_t)])
+    assert calibrate.fit_temperature(logits, labels) == pytest.approx(true_t, rel=0.05)
+    probs = softmax(logits, true_t)
+    assert calibrate.expected_calibration_error(probs, labels) < 0.02
+    assert calibrate.expected_calibration_error(softmax(logits, 1.0), labels) > 0.1
+    with pytest.raises(DigitlabError, match="labels"):
+        calibrate.fit_temperature(logits, labels[:5])
+
+
+def test_calibration_on_the_validation_split_lowers_test_ece(recognizer, mnist):
+    from digitlab.data import split_indices
+
+    _, val = split_indices(60_000, 5_000, seed=0)
+    test = sample(3000, seed=2)
+    t = calibrate.fit_temperature(
+        recognizer.logits(mnist.train_images[val]), mnist.train_labels[val]
+    )
+    logits = recognizer.logits(mnist.test_images[test])
+    labels = mnist.test_labels[test]
+    before = calibrate.expected_calibration_error(softmax(logits, 1.0), labels)
+    after = calibrate.expected_calibration_error(softmax(logits, t), labels)
+    assert after <= before + 0.002
+    assert after < 0.01
+
+
+def test_uncertain_flags_the_errors_not_the_digits(recognizer, mnist):
+    idx = sample(1500, seed=9)
+    preds = recognizer.predict_batch(list(mnist.test_images[idx]))
+    wrong = np.array([p.digit != y for p, y in zip(preds, mnist.test_labels[idx], strict=True)])
+    unsure = np.array([p.uncertain for p in preds])
+    assert unsure.mean() < 0.06  # real digits are mostly read with confidence
+    assert unsure[wrong].mean() >= 0.5  # most mistakes come flagged
+    assert wrong[~unsure].mean() < 0.005  # what is not flagged is right
+    assert all(p.confidence >= CONFIDENCE_THRESHOLD for p in np.array(preds)[~unsure])
+
+
+def test_scribbles_and_letters_mostly_come_out_uncertain(recognizer):
+    rng = np.random.default_rng(5)
+    scribbles = [synth.scribble(rng) for _ in range(60)]
+    letters = [synth.letter(ch, rng) for ch in "ABCDEFGHJKLMNPQRTUVWXY" * 3]
+    for name, images in (("scribbles", scribbles), ("letters", letters)):
+        share = np.mean([p.uncertain for p in recognizer.predict_batch(images)])
+        assert share >= 0.5, f"only {share:.0%} of {name} flagged uncertain"
+
+
+# --------------------------------------------------------------------------------------------
+# Loading
+# --------------------------------------------------------------------------------------------
+
+
+def test_info_describes_the_model(recognizer):
+    info = recognizer.info
+    assert info.backend == "torch" and info.name and info.parameters > 1000
+    assert info.temperature > 0 and info.source.endswith(".pt")
+    assert set(info.to_dict()) == {
+        "name",
+        "parameters",
+        "source",
+        "backend",
+        "temperature",
+        "val_accuracy",
+        "test_accuracy",
+    }
+    json.dumps(info.to_dict())
+
+
+def test_load_model_errors(tmp_path):
+    with pytest.raises(CheckpointError, match=r"missing\.pt: no such file"):
+        load_model(tmp_path / "missing.pt")
+    with pytest.raises(CheckpointError, match=r"missing\.onnx: no such file"):
+        load_model(tmp_path / "missing.onnx")
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"\x00garbage" * 100)
+    with pytest.raises(CheckpointError, match=r"junk\.pt"):
+        load_model(junk)
+    bad_onnx = tmp_path / "bad.onnx"
+    bad_onnx.write_bytes(b"not onnx")
+    with pytest.raises(CheckpointError, match=r"bad\.onnx"):
+        load_model(bad_onnx)
+    with pytest.raises(DigitlabError, match="backend"):
+        load_model(None, backend="tensorflow")
+    assert load_model(load_model(None)).info.backend == "torch"
+
+
+def test_onnx_backend_gives_the_same_predictions(recognizer, canvases, tmp_path):
+    pytest.importorskip("onnxruntime")
+    from digitlab.export import export_onnx
+
+    path = tmp_path / "model.onnx"
+    export_onnx(None, path, verify=False, speed=False)
+    rec = load_model(path)
+    assert rec.info.backend == "onnx" and rec.info.name == recognizer.info.name
+    assert load_model(path, backend="onnx").info.backend == "onnx"
+    images, _ = canvases
+    for a, b in zip(
+        rec.predict_batch(images[:30]), recognizer.predict_batch(images[:30]), strict=True
+    ):
+        assert a.digit == b.digit
+        assert a.probabilities == pytest.approx(b.probabilities, abs=1e-3)
+    heat = rec.predict(images[0], explain=True).heatmap
+    assert heat.shape == images[0].size[::-1] and heat.max() > 0.9
+    number = rec.read_number(images[0])
+    assert isinstance(number, NumberResult)
