@@ -126,7 +126,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default=str(RESULTS / "model_zoo.json"))
     args = p.parse_args(argv)
     data = load_mnist(mnist_dir(args.data_dir), download=False)
-    names = args.model or available_models()
+    # The ensemble is assembled from trained members (scripts/make_ensemble.py), not trained.
+    names = args.model or [n for n in available_models() if n != "ensemble"]
     rows = []
     with tempfile.TemporaryDirectory(prefix="digitlab-zoo-") as tmp:
         for name in names:

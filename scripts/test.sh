@@ -25,7 +25,7 @@ if [ -z "${DIGITLAB_DATA:-}" ] && [ -d ../shared/mnist ]; then
 fi
 echo "MNIST for the tests: ${DIGITLAB_DATA:-not found (tests that need it will say so)}"
 
-python3 -m ruff check .
-python3 -m ruff format --check .
+python3 -m ruff check src tests benchmarks scripts
+python3 -m ruff format --check src tests benchmarks scripts
 # Default run: everything not marked slow. -p no:cacheprovider keeps a clean clone clean.
 python3 -m pytest -m "not slow" "$@"

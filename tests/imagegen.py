@@ -11,49 +11,17 @@ import functools
 import io
 import struct
 import zlib
-from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from digitlab.checkpoint import BUNDLED_MODEL
-
 
 @functools.lru_cache(maxsize=1)
 def bundled_recognizer(mnist_dir: str | None = None):
-    """The bundled model's recogniser (trained ad hoc into a temp dir if it is missing)."""
+    """The bundled model's recogniser, loaded once per test session."""
     from digitlab.recognizer import load_model
 
-    if BUNDLED_MODEL.exists():
-        return load_model(None)
-    return load_model(_train_fallback(mnist_dir))  # pragma: no cover - bundled model ships
-
-
-def _train_fallback(mnist_dir: str | None) -> Path:  # pragma: no cover - bundled model ships
-    """One epoch of digitnet_fast on MNIST, saved as a checkpoint in a temp dir."""
-    import tempfile
-
-    import torch
-
-    from digitlab.checkpoint import save_checkpoint
-    from digitlab.data import load_mnist
-    from digitlab.models import create_model, model_config
-
-    data = load_mnist(mnist_dir, download=False)
-    torch.manual_seed(0)
-    config = model_config("digitnet_fast")
-    model = create_model("digitnet_fast", **config)
-    opt = torch.optim.Adam(model.parameters(), lr=2e-3)
-    x = torch.from_numpy(data.train_images).float().div(255).unsqueeze(1)
-    y = torch.from_numpy(data.train_labels)
-    model.train()
-    for idx in torch.randperm(len(x)).split(128):
-        opt.zero_grad()
-        torch.nn.functional.cross_entropy(model(x[idx]), y[idx]).backward()
-        opt.step()
-    path = Path(tempfile.mkdtemp(prefix="digitlab-test-model-")) / "fallback.pt"
-    save_checkpoint(path, model_name="digitnet_fast", model_config=config, model=model, epoch=1)
-    return path
+    return load_model(None)
 
 
 def sample(n: int, total: int = 10_000, seed: int = 0) -> np.ndarray:

@@ -165,7 +165,7 @@ class DigitNet(nn.Module):
     ``(N,1,28,28) -> (N,w,14,14) -> (N,2w,7,7) -> (N,4w,7,7) -> (N,8w) -> (N,10)``
     """
 
-    def __init__(self, width: int = 32, depth: int = 2, dropout: float = 0.1) -> None:
+    def __init__(self, width: int = 32, depth: int = 1, dropout: float = 0.1) -> None:
         super().__init__()
         w = width
         layers: list[nn.Module] = [Normalize(), *_conv_bn(1, w), nn.MaxPool2d(2)]
@@ -367,7 +367,7 @@ register_model(
     DigitNet,
     "Ours, most accurate: batch-norm CNN, global max+avg pooling (the bundled default model).",
     width=32,
-    depth=2,
+    depth=1,
     dropout=0.1,
 )
 register_model(
@@ -376,6 +376,6 @@ register_model(
     "Average of trained zoo networks (made by scripts/make_ensemble.py): accuracy option.",
     members=(
         {"name": "digitnet", "config": {"width": 32, "depth": 1}},
-        {"name": "digitnet", "config": {"width": 24, "depth": 2}},
+        {"name": "digitnet", "config": {"width": 32, "depth": 1}},
     ),
 )

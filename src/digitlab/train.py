@@ -223,7 +223,7 @@ def make_scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoch
 
 def augment_config(cfg: TrainConfig) -> AugmentConfig:
     """Augmentation ranges for a run (elastic distortion only with ``--elastic``)."""
-    return AugmentConfig(rotation_deg=cfg.rotation_deg, elastic_alpha=2.0 if cfg.elastic else 0.0)
+    return AugmentConfig(rotation_deg=cfg.rotation_deg, elastic_alpha=1.5 if cfg.elastic else 0.0)
 
 
 def train_step(
