@@ -39,6 +39,8 @@ from pathlib import Path
 
 import numpy as np
 
+from common import mnist_dir
+
 RESULTS = Path(__file__).resolve().parent / "results"
 TARGET_IMAGES_PER_S = 20_000  # batch 256, fastest backend, 2 cores
 TARGET_SINGLE_MS = 1.0  # one image, fastest backend
@@ -76,7 +78,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--no-compile", action="store_true", help="skip torch.compile (slow to build)")
     p.add_argument("--data-dir", type=Path, help="MNIST folder (else $DIGITLAB_DATA)")
     p.add_argument("--out", type=Path, default=RESULTS / "inference", help="results path stem")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    args.data_dir = mnist_dir(args.data_dir)  # --data-dir, $DIGITLAB_DATA or ../shared/mnist
+    return args
 
 
 # --- timing ---------------------------------------------------------------------------------------

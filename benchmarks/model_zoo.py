@@ -85,7 +85,7 @@ def bundled_row() -> dict | None:
     return {
         "model": f"default (bundled {ckpt['model_name']})",
         "parameters": count_parameters(model),
-        "epochs": ckpt.get("epoch"),
+        "epochs": tc.get("epochs"),
         "train_seconds": ckpt.get("train_seconds"),
         "best_epoch": ckpt.get("epoch"),
         "val_acc": ckpt["metrics"].get("val_acc"),

@@ -572,26 +572,13 @@ def _run(cfg, info, device, run_dir, resume_ckpt, data, callback, stop_event) ->
             run_dir,
         )
     state = dict(model=model, opt=opt, sched=sched, cfg=cfg, run_dir=run_dir, info=info, mcfg=mcfg)
+    loop = _Loop(train_model, opt, sched, splits, cfg, steps, shard, info, device, autocast)
     best_path, last_path = run_dir / "best.pt", run_dir / "last.pt"
     interrupted = False
     epoch = start_epoch - 1
     for epoch in range(start_epoch, cfg.epochs + 1):
         t0 = time.perf_counter()
-        stats = _train_epoch(
-            train_model,
-            opt,
-            sched,
-            splits,
-            cfg,
-            epoch,
-            steps,
-            shard,
-            info,
-            device,
-            autocast,
-            callback,
-            stop_event,
-        )
+        stats = _train_epoch(loop, epoch, callback, stop_event)
         seconds = time.perf_counter() - t0
         if stats is None:  # stopped mid-epoch
             interrupted = True
@@ -669,22 +656,37 @@ def _autocast(device: torch.device):
     return torch.autocast("cuda", dtype=dtype)
 
 
+@dataclass
+class _Loop:
+    """What every epoch of a run needs, built once by ``_run``."""
+
+    model: nn.Module  # what is trained: the network, DDP-wrapped under torchrun
+    opt: torch.optim.Optimizer
+    sched: Any
+    splits: _Splits
+    cfg: TrainConfig
+    steps: int  # optimizer steps per epoch on this rank
+    shard: int  # training images per epoch on this rank
+    info: DistInfo
+    device: torch.device
+    autocast: Any
+
+
 def _train_epoch(
-    model,
-    opt,
-    sched,
-    s: _Splits,
-    cfg,
-    epoch,
-    steps,
-    shard,
-    info,
-    device,
-    autocast,
-    callback,
-    stop_event,
+    loop: _Loop,
+    epoch: int,
+    callback: Callable[[dict], None] | None,
+    stop_event: threading.Event | None,
 ) -> dict | None:
     """One pass over this rank's shard; returns train loss/acc, or None if stopped."""
+    model, opt, sched, s, cfg = loop.model, loop.opt, loop.sched, loop.splits, loop.cfg
+    steps, shard, info, device, autocast = (
+        loop.steps,
+        loop.shard,
+        loop.info,
+        loop.device,
+        loop.autocast,
+    )
     gen = epoch_generator(cfg.seed, epoch, device)  # shuffling: identical on every rank
     aug_gen = epoch_generator(cfg.seed + 7919 * info.rank, epoch, device)  # augmentation: per rank
     torch.manual_seed(cfg.seed * 1_000_003 + epoch + 7919 * info.rank)  # dropout
