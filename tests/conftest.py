@@ -50,3 +50,21 @@ def artifacts_dir() -> Path:
     """Where tests leave screenshots and images for people to look at (git-ignored)."""
     ARTIFACTS.mkdir(exist_ok=True)
     return ARTIFACTS
+
+
+@pytest.fixture(scope="session")
+def recognizer():
+    """The bundled model's recogniser, loaded once for the whole test session."""
+    from digitlab.recognizer import load_model
+
+    return load_model(None)
+
+
+@pytest.fixture(scope="module")
+def server(recognizer):
+    """Base URL of a real server on a free loopback port, with the default settings."""
+    from digitlab.server import BackgroundServer, ServerSettings, create_app
+
+    app = create_app(ServerSettings(access_log=False), recognizer=recognizer)
+    with BackgroundServer(app) as url:
+        yield url

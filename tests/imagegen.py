@@ -1,27 +1,19 @@
-"""Helpers shared by the engine's tests: the recogniser under test and image files made here.
+"""Helpers shared by the engine's tests: image files made here.
 
 The images of MNIST digits re-drawn in many ways live in :mod:`digitlab.synth` (the benchmark
-uses them too); this module adds what only tests need: the session's recogniser, encoding
-images in every file format, a crafted decompression bomb and EXIF-rotated JPEGs.
+uses them too); this module adds what only tests need: encoding images in every file format, a
+crafted decompression bomb and EXIF-rotated JPEGs. The recogniser under test is the session
+fixture ``recognizer`` in ``conftest.py``.
 """
 
 from __future__ import annotations
 
-import functools
 import io
 import struct
 import zlib
 
 import numpy as np
 from PIL import Image
-
-
-@functools.lru_cache(maxsize=1)
-def bundled_recognizer(mnist_dir: str | None = None):
-    """The bundled model's recogniser, loaded once per test session."""
-    from digitlab.recognizer import load_model
-
-    return load_model(None)
 
 
 def sample(n: int, total: int = 10_000, seed: int = 0) -> np.ndarray:

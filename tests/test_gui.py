@@ -116,14 +116,6 @@ def _read_display_number(read_fd: int, proc: subprocess.Popen) -> str:
     return text.decode().strip()
 
 
-@pytest.fixture(scope="module")
-def recognizer():
-    """The engine the CLI and the web app use, loaded on its own (not through the GUI)."""
-    from digitlab.recognizer import load_model
-
-    return load_model(None)
-
-
 @pytest.fixture
 def make_app(x_display: str):
     """Factory: ``make_app(cwd)`` opens the app's main window working in folder ``cwd``."""

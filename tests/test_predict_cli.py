@@ -14,13 +14,12 @@ from PIL import Image
 
 from digitlab import synth
 from digitlab.cli import main
-from imagegen import bundled_recognizer, sample
+from imagegen import sample
 
 
 @pytest.fixture(scope="module")
 def images(tmp_path_factory, mnist):
     """A folder of digit images (PNG, JPEG, RGBA, nested), a number, a broken file."""
-    bundled_recognizer()  # make sure a model exists (and warm it up once)
     root = tmp_path_factory.mktemp("predict")
     rng = np.random.default_rng(7)
     idx = sample(6, seed=7)

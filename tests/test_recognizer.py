@@ -20,16 +20,10 @@ from digitlab.recognizer import (
     CONFIDENCE_THRESHOLD,
     NumberResult,
     Prediction,
-    Recognizer,
     load_model,
     softmax,
 )
-from imagegen import bundled_recognizer, ink_box, sample
-
-
-@pytest.fixture(scope="session")
-def recognizer() -> Recognizer:
-    return bundled_recognizer()
+from imagegen import ink_box, sample
 
 
 @pytest.fixture(scope="module")

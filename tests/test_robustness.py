@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from digitlab import synth
-from imagegen import bundled_recognizer, sample
+from imagegen import sample
 
 CANVAS_PER_KIND = 100  # x 7 kinds = 700 drawings
 PHOTOS = 300
@@ -27,11 +27,6 @@ NUMBERS = 150
 UCI = 1000
 
 RESULTS: dict[str, dict] = {}
-
-
-@pytest.fixture(scope="session")
-def recognizer():
-    return bundled_recognizer()
 
 
 @pytest.fixture(scope="module", autouse=True)

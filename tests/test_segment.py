@@ -6,17 +6,11 @@ from __future__ import annotations
 import json
 
 import numpy as np
-import pytest
 from PIL import Image, ImageDraw
 
 from digitlab import preprocess as P
 from digitlab import segment, synth
-from imagegen import bundled_recognizer, sample
-
-
-@pytest.fixture(scope="session")
-def recognizer():
-    return bundled_recognizer()
+from imagegen import sample
 
 
 def _strip(mnist, digits_idx, rng, **kw) -> synth.Strip:

@@ -52,22 +52,6 @@ REQUESTS_PER_CLIENT = 12  # 16 x 12 = 192 requests, each client starting at anot
 # ------------------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="session")
-def recognizer():
-    """The bundled model, loaded once for the whole module."""
-    from digitlab.recognizer import load_model
-
-    return load_model(None)
-
-
-@pytest.fixture(scope="module")
-def server(recognizer):
-    """Base URL of a real server on a free loopback port, with the default settings."""
-    app = create_app(ServerSettings(access_log=False), recognizer=recognizer)
-    with BackgroundServer(app) as url:
-        yield url
-
-
 @pytest.fixture(scope="module")
 def client(server):
     with httpx.Client(base_url=server, timeout=60.0) as c:

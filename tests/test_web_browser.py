@@ -19,9 +19,6 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from digitlab.errors import CheckpointError
-from digitlab.server import BackgroundServer, ServerSettings, create_app
-
 pytestmark = pytest.mark.browser
 
 CHROMIUM = Path(os.environ.get("DIGITLAB_CHROMIUM", "/usr/bin/chromium"))
@@ -77,25 +74,6 @@ def chromium_path() -> Path:
             pytest.fail(msg)
         pytest.skip(msg)
     return CHROMIUM
-
-
-@pytest.fixture(scope="module")
-def recognizer():
-    from digitlab.recognizer import load_model
-
-    try:
-        return load_model(None)
-    except CheckpointError as exc:
-        if os.environ.get("CI"):
-            pytest.fail(f"bundled model missing: {exc}")
-        pytest.skip(f"bundled model missing: {exc}")
-
-
-@pytest.fixture(scope="module")
-def server(recognizer):
-    app = create_app(ServerSettings(access_log=False), recognizer=recognizer)
-    with BackgroundServer(app) as url:
-        yield url
 
 
 @pytest.fixture(scope="module")
