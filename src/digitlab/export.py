@@ -41,6 +41,7 @@ from typing import Any
 
 import numpy as np
 
+from .calibrate import softmax
 from .errors import DataError, DigitlabError
 
 logger = logging.getLogger(__name__)
@@ -209,14 +210,6 @@ def _metric(metrics: dict, key: str) -> float | None:
 def to_model_input(images: np.ndarray) -> np.ndarray:
     """uint8 ``(N, 28, 28)`` MNIST images, ink = 255 -> float32 ``(N, 1, 28, 28)`` in [0, 1]."""
     return (np.asarray(images, dtype=np.float32) / 255.0)[:, None, :, :]
-
-
-def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
-    """Numerically stable softmax of ``logits / temperature`` over the last axis."""
-    z = np.asarray(logits, dtype=np.float64) / temperature
-    z -= z.max(axis=-1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=-1, keepdims=True)
 
 
 def _batched(fn: Callable[[np.ndarray], np.ndarray], x: np.ndarray, batch: int) -> np.ndarray:

@@ -51,6 +51,7 @@ from typing import Any, Protocol
 import numpy as np
 from PIL import Image
 
+from .calibrate import softmax
 from .errors import CheckpointError, DigitlabError
 from .preprocess import Preprocessed, extract_ink, preprocess_ink, to_model_input
 
@@ -309,14 +310,6 @@ class TorchBackend:
 # --------------------------------------------------------------------------------------------
 # The recogniser
 # --------------------------------------------------------------------------------------------
-
-
-def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
-    """Row-wise softmax of ``logits / temperature`` (float64 for accuracy)."""
-    z = np.asarray(logits, dtype=np.float64) / float(temperature)
-    z -= z.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
 
 
 def stability_views(image: np.ndarray) -> list[np.ndarray]:

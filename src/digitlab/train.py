@@ -780,7 +780,7 @@ def _calibrate(best_path: Path, s: _Splits, device: torch.device) -> None:
     if not len(s.val_y):
         log.info("no validation split: temperature left at 1.0")
         return
-    from .calibrate import expected_calibration_error, fit_temperature
+    from .calibrate import expected_calibration_error, fit_temperature, softmax
     from .checkpoint import build_model
 
     ckpt = load_checkpoint(best_path)
@@ -788,8 +788,8 @@ def _calibrate(best_path: Path, s: _Splits, device: torch.device) -> None:
     logits = predict_logits(model, s.val_x, device=device).numpy()
     labels = s.val_y.cpu().numpy()
     t = fit_temperature(logits, labels)
-    ece_before = expected_calibration_error(_softmax(logits, 1.0), labels)
-    ece_after = expected_calibration_error(_softmax(logits, t), labels)
+    ece_before = expected_calibration_error(softmax(logits, 1.0), labels)
+    ece_after = expected_calibration_error(softmax(logits, t), labels)
     ckpt["temperature"] = float(t)
     ckpt["calibration"] = {
         "temperature": float(t),
@@ -804,10 +804,3 @@ def _calibrate(best_path: Path, s: _Splits, device: torch.device) -> None:
         ece_before,
         ece_after,
     )
-
-
-def _softmax(logits: np.ndarray, t: float) -> np.ndarray:
-    z = logits / t
-    z = z - z.max(1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(1, keepdims=True)
