@@ -436,9 +436,8 @@ def _evaluate_splits(model: nn.Module, s: _Splits, device: torch.device) -> dict
     row = {}
     for name, x, y in (("val", s.val_x, s.val_y), ("test", s.test_x, s.test_y)):
         if len(y):
-            loss, acc = loss_and_accuracy(
-                predict_logits(model, x, device=device).to(y.device), y.cpu()
-            )
+            # predict_logits returns CPU logits; compare with CPU labels on any device.
+            loss, acc = loss_and_accuracy(predict_logits(model, x, device=device), y.cpu())
         else:
             loss, acc = float("nan"), float("nan")
         row[f"{name}_loss"], row[f"{name}_acc"] = loss, acc
@@ -571,8 +570,7 @@ def _run(cfg, info, device, run_dir, resume_ckpt, data, callback, stop_event) ->
             cfg.peak_lr,
             run_dir,
         )
-    state = dict(model=model, opt=opt, sched=sched, cfg=cfg, run_dir=run_dir, info=info, mcfg=mcfg)
-    loop = _Loop(train_model, opt, sched, splits, cfg, steps, shard, info, device, autocast)
+    loop = _Loop(train_model, opt, sched, splits, cfg, mcfg, steps, shard, info, device, autocast)
     best_path, last_path = run_dir / "best.pt", run_dir / "last.pt"
     interrupted = False
     epoch = start_epoch - 1
@@ -603,8 +601,8 @@ def _run(cfg, info, device, run_dir, resume_ckpt, data, callback, stop_event) ->
             _log_epoch(row, cfg.epochs)
             extra = {"history": history, "best_val_acc": best_acc, "since_best": since_best}
             if improved:
-                _save(best_path, state, epoch, row, extra)
-            _save(last_path, state, epoch, row, extra, with_optimizer=True)
+                _save(best_path, loop, epoch, row, extra)
+            _save(last_path, loop, epoch, row, extra, with_optimizer=True)
             _write_metrics_csv(run_dir / "metrics.csv", history)
             save_curves_png(run_dir / "curves.png", history, f"{cfg.model} — {run_dir.name}")
         if callback:
@@ -618,7 +616,7 @@ def _run(cfg, info, device, run_dir, resume_ckpt, data, callback, stop_event) ->
     if info.is_main:
         if interrupted and not last_path.exists():
             # Stopped inside the first epoch: keep what we have, marked as epoch 0.
-            _save(last_path, state, 0, {}, {"history": [], "partial": True}, with_optimizer=True)
+            _save(last_path, loop, 0, {}, {"history": [], "partial": True}, with_optimizer=True)
         if history and not interrupted and best_path.exists():
             _calibrate(best_path, splits, device)
         log.info("run directory: %s%s", run_dir, " (stopped early)" if interrupted else "")
@@ -665,6 +663,7 @@ class _Loop:
     sched: Any
     splits: _Splits
     cfg: TrainConfig
+    mcfg: dict  # the model's full constructor config (stored in checkpoints)
     steps: int  # optimizer steps per epoch on this rank
     shard: int  # training images per epoch on this rank
     info: DistInfo
@@ -759,18 +758,18 @@ def _log_epoch(row: dict, epochs: int) -> None:
 
 
 def _save(
-    path: Path, state: dict, epoch: int, row: dict, extra: dict, with_optimizer: bool = False
+    path: Path, loop: _Loop, epoch: int, row: dict, extra: dict, with_optimizer: bool = False
 ) -> None:
     save_checkpoint(
         path,
-        model_name=state["cfg"].model,
-        model_config=state["mcfg"],
-        model=state["model"],
+        model_name=loop.cfg.model,
+        model_config=loop.mcfg,
+        model=loop.model,  # save_checkpoint unwraps DDP's .module
         epoch=epoch,
         metrics=row,
-        train_config=state["cfg"].to_dict(),
-        optimizer=state["opt"] if with_optimizer else None,
-        scheduler=state["sched"] if with_optimizer else None,
+        train_config=loop.cfg.to_dict(),
+        optimizer=loop.opt if with_optimizer else None,
+        scheduler=loop.sched if with_optimizer else None,
         extra=extra,
     )
 
