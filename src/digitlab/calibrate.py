@@ -56,6 +56,14 @@ def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
     return e / e.sum(axis=-1, keepdims=True)
 
 
+def logsumexp(logits: np.ndarray) -> np.ndarray:
+    """Row-wise log(sum(exp(logits))) (float64, max-subtracted for stability): the "energy" of
+    a row of logits, large when the model sees something like what it was trained on."""
+    z = np.asarray(logits, dtype=np.float64)
+    top = z.max(axis=-1)
+    return top + np.log(np.exp(z - top[..., None]).sum(axis=-1))
+
+
 def nll(logits: np.ndarray, labels: np.ndarray, temperature: float = 1.0) -> float:
     """Mean negative log-likelihood of ``labels`` under ``softmax(logits / temperature)``."""
     x, y = _check(logits, labels, "logits")

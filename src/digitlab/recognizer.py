@@ -51,7 +51,7 @@ from typing import Any, Protocol
 import numpy as np
 from PIL import Image
 
-from .calibrate import softmax
+from .calibrate import logsumexp, softmax
 from .errors import CheckpointError, DigitlabError
 from .preprocess import Preprocessed, extract_ink, preprocess_ink, to_model_input
 
@@ -478,7 +478,7 @@ class Recognizer:
         Returns the digits left to right with their boxes (input-image pixels) and
         predictions; ``number`` is "" when the image holds no ink.
         """
-        from .segment import Segment, segment_digits
+        from .segment import Reading, Segment, segment_digits
 
         top_k = _check_top_k(top_k)
         ink = extract_ink(image)
@@ -494,12 +494,17 @@ class Recognizer:
                 polarity=ink.polarity,
             )
 
-        def read(option: list[Segment]) -> list[tuple[int, float]]:
+        def read(option: list[Segment]) -> list[Reading]:
             pres = [prepare(s) for s in option]
             if not all(p.has_ink for p in pres):
-                return [(0, 0.0)] * len(option)
-            probs = self.probabilities(np.stack([p.image for p in pres]))
-            return [(int(row.argmax()), float(row.max())) for row in probs]
+                return [Reading(0, 0.0)] * len(option)
+            scaled = self.logits(np.stack([p.image for p in pres])) / self.info.temperature
+            probs = softmax(scaled, 1.0)
+            energy = logsumexp(scaled)
+            return [
+                Reading(int(row.argmax()), float(row.max()), float(e))
+                for row, e in zip(probs, energy, strict=True)
+            ]
 
         segments = segment_digits(ink.ink, read=read)
         pres = [prepare(s) for s in segments]

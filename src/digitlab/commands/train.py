@@ -57,7 +57,18 @@ def add_train_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--seed", type=int)
     g.add_argument("--device", help="auto, cpu, cuda or mps (default auto)")
     g.add_argument("--threads", type=int, help="torch CPU threads (default: all cores)")
-    g.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None)
+    g.add_argument(
+        "--channels-last",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="NHWC memory layout (faster convolutions on CPU)",
+    )
+    g.add_argument(
+        "--precision",
+        choices=("auto", "fp32", "bf16"),
+        help="auto: mixed precision on CUDA, fp32 on CPU (default); bf16: bfloat16 autocast "
+        "on any device (faster on CPUs with AVX-512 BF16 or AMX)",
+    )
     g.add_argument("--width", type=int, help="digitnet width (model config override)")
     g.add_argument("--depth", type=int, help="digitnet depth (model config override)")
     g.add_argument("--run-dir", help="where to write the run (default runs/<time>-<model>)")
