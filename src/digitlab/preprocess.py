@@ -317,6 +317,8 @@ class InkImage:
     polarity: str  # "light-on-dark", "dark-on-light", "alpha" or "none"
     scale: float
     input_size: tuple[int, int]  # (width, height) of the input image after EXIF orientation
+    # Photos only: the ink thresholded without flattening the light (None if it has none).
+    plain: np.ndarray | None = None
 
 
 def _u8(a: np.ndarray) -> np.ndarray:
@@ -697,6 +699,12 @@ def _as_ink(lum: np.ndarray, dark: bool) -> np.ndarray:
     return np.subtract(FULL, lum, dtype=np.uint8) if dark else lum
 
 
+def _clean_ink(ink: np.ndarray, photo: bool) -> np.ndarray:
+    """Threshold an ink map and remove specks (and, in photos, what touches the edge)."""
+    soft = threshold_ink(ink)
+    return remove_specks(soft, clear_edges=photo) if soft.any() else soft
+
+
 def extract_ink(source: Any) -> InkImage:
     """Decode ``source`` and turn it into an :class:`InkImage` (ink = 255, paper = 0)."""
     img = load_image(source)
@@ -710,13 +718,18 @@ def extract_ink(source: Any) -> InkImage:
     else:
         dark, ink, photo = _polarity_and_ink(lum)
         polarity = "dark-on-light" if dark else "light-on-dark"
-    soft = threshold_ink(ink)
-    if soft.any():
-        soft = remove_specks(soft, clear_edges=photo)
+    soft = _clean_ink(ink, photo)
+    plain = None
+    if photo:
+        # The light flattening assumes strokes narrower than its blocks, and clears what
+        # touches the edge; a digit cropped tight breaks both. Keep the plain global-threshold
+        # reading too and let the model choose (Recognizer.predict_preprocessed).
+        plain = _clean_ink(_as_ink(lum, polarity == "dark-on-light"), False)
+        plain = plain if plain.any() else None
     mask = soft > 0
     has_ink = bool(mask.any())
     log.debug("ink: %s, photo %s, %d ink pixels, scale %.2f", polarity, photo, mask.sum(), scale)
-    return InkImage(soft, mask, has_ink, polarity if has_ink else "none", scale, input_size)
+    return InkImage(soft, mask, has_ink, polarity if has_ink else "none", scale, input_size, plain)
 
 
 # --------------------------------------------------------------------------------------------
@@ -744,6 +757,10 @@ class Preprocessed:
     stroke_width: float = 0.0  # stroke width found before normalisation, in 28x28 pixels
     input_size: tuple[int, int] = (MNIST_SIZE, MNIST_SIZE)
     affine: Affine = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
+    # Photos only: the same image thresholded without flattening the light; the recogniser
+    # keeps whichever of the two the model finds more digit-like (an alternative to a blank
+    # only if it is clearly digit-like).
+    alternative: Preprocessed | None = None
 
     def as_float(self) -> np.ndarray:
         """The model input: (1, 28, 28) float32 in [0, 1], ink = 1."""
@@ -902,8 +919,15 @@ def to_model_input(image: Any) -> Preprocessed:
     if isinstance(image, Preprocessed):
         return image
     ink = extract_ink(image)
-    if not ink.has_ink:
-        return blank(ink.input_size)
-    return preprocess_ink(
-        ink.ink, scale=ink.scale, input_size=ink.input_size, polarity=ink.polarity
-    )
+    if ink.has_ink:
+        pre = preprocess_ink(
+            ink.ink, scale=ink.scale, input_size=ink.input_size, polarity=ink.polarity
+        )
+    else:
+        pre = blank(ink.input_size)
+    if ink.plain is not None:
+        alt = preprocess_ink(
+            ink.plain, scale=ink.scale, input_size=ink.input_size, polarity=ink.polarity
+        )
+        pre.alternative = alt if alt.has_ink else None
+    return pre

@@ -72,6 +72,12 @@ MARGIN_THRESHOLD = 0.5
 STABILITY_THRESHOLD = 0.8
 STABILITY_ROTATIONS = (-12.0, 12.0)  # degrees
 STABILITY_SCALES = (0.85, 1.15)
+# A photo whose light-flattened reading has no ink is still read from its plain threshold when
+# that looks this much like a digit (energy: logsumexp of the calibrated logits). Bundled
+# model: the plain readings of 120 blank photos (gradients, empty paper) reach at most 4.3;
+# UCI digits enlarged to 64x64 (cropped tight), whose flattened reading is empty, have a
+# median of 6.1; whole MNIST digits a 5th percentile of 6.4 (see segment.py).
+ALTERNATIVE_MIN_ENERGY = 5.0
 BACKENDS = ("auto", "torch", "onnx")
 # PyTorch inference threads. These nets are small: a single thread ran a 256-image batch of
 # an early 24k-parameter digitnet in ~47 ms, and a pool of threads competing for busy cores
@@ -419,7 +425,7 @@ class Recognizer:
         aligned with the input image. Raises ImageError for unreadable images.
         """
         top_k = _check_top_k(top_k)
-        pre = to_model_input(image)
+        pre = self._choose_alternatives([to_model_input(image)])[0]
         prediction = self.predict_preprocessed([pre], top_k=top_k)[0]
         if explain:
             from .explain import explain_prediction
@@ -447,6 +453,7 @@ class Recognizer:
         One batched pass over every inked image and its stability views.
         """
         top_k = _check_top_k(top_k)
+        items = self._choose_alternatives(items)
         inked = [i for i, p in enumerate(items) if p.has_ink]
         out = [make_prediction(None, p.image, top_k) for p in items]
         if not inked:
@@ -471,6 +478,25 @@ class Recognizer:
             )
             out[i] = make_prediction(p, items[i].image, top_k, uncertain=flag)
         return out
+
+    def _choose_alternatives(self, items: Sequence[Preprocessed]) -> list[Preprocessed]:
+        """For photos preprocessed two ways (see ``Preprocessed.alternative``), keep the one
+        whose calibrated logits have the higher energy: the one the model finds more like a
+        digit (flattening the light wins on shadowed photos, the plain threshold on digits
+        cropped tight, whose wide strokes the flattening eats). Where the flattened reading
+        found no ink, the alternative must reach ALTERNATIVE_MIN_ENERGY: a smooth gradient
+        thresholded plainly is a blob, not a digit."""
+        pairs = [i for i, p in enumerate(items) if p.alternative is not None]
+        if not pairs:
+            return list(items)
+        stack = np.stack([im for i in pairs for im in (items[i].image, items[i].alternative.image)])
+        energy = logsumexp(self.logits(stack) / self.info.temperature).reshape(len(pairs), 2)
+        chosen = list(items)
+        for k, i in enumerate(pairs):
+            floor = energy[k, 0] if items[i].has_ink else ALTERNATIVE_MIN_ENERGY
+            if energy[k, 1] > floor:
+                chosen[i] = items[i].alternative
+        return chosen
 
     def read_number(self, image: Any, *, top_k: int = DEFAULT_TOP_K) -> NumberResult:
         """Read a number written on one line: segment into digits, recognise each.
