@@ -1,10 +1,14 @@
 """Make a training run's best checkpoint the bundled default model.
 
     python scripts/bundle_model.py runs/<run>      # -> src/digitlab/weights/default.pt (+ .onnx)
+    python scripts/bundle_model.py runs/<full> --temperature-from runs/<val>/best.pt
 
 Copies ``best.pt`` (already inference-only and calibrated on the validation split), records the
 run's total training time, and exports ``default.onnx`` for torch-free deployments (verified
 against PyTorch on the test set by ``digitlab export``).
+
+A run on all 60,000 training images (``--val-size 0``) has no held-out images to fit its softmax
+temperature on; ``--temperature-from`` takes it from the same recipe's validation run.
 """
 
 from __future__ import annotations
@@ -24,8 +28,20 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("run_dir", type=Path)
     p.add_argument("--no-onnx", action="store_true", help="skip the ONNX export")
+    p.add_argument(
+        "--temperature-from",
+        type=Path,
+        metavar="CKPT",
+        help="take the calibrated temperature (and its record) from this checkpoint",
+    )
     args = p.parse_args(argv)
     ckpt = load_checkpoint(args.run_dir / "best.pt")
+    if args.temperature_from:
+        donor = load_checkpoint(args.temperature_from)
+        if "calibration" not in donor:
+            p.error(f"{args.temperature_from}: no calibrated temperature in it")
+        ckpt["temperature"] = donor["temperature"]
+        ckpt["calibration"] = {**donor["calibration"], "source": str(args.temperature_from)}
     with open(args.run_dir / "metrics.csv") as f:
         rows = list(csv.DictReader(f))
     ckpt["train_seconds"] = sum(float(r["seconds"]) for r in rows)
@@ -35,7 +51,8 @@ def main(argv: list[str] | None = None) -> int:
     size = BUNDLED_MODEL.stat().st_size
     print(
         f"{BUNDLED_MODEL}: {size / 1e6:.2f} MB, epoch {ckpt['epoch']}, "
-        f"val {ckpt['metrics']['val_acc']:.4%}, test {ckpt['metrics']['test_acc']:.4%}"
+        f"val {ckpt['metrics']['val_acc']:.4%}, test {ckpt['metrics']['test_acc']:.4%}, "
+        f"temperature {ckpt.get('temperature', 1.0):.3f}"
     )
     if not args.no_onnx:
         onnx_path = BUNDLED_MODEL.with_suffix(".onnx")

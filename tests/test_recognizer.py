@@ -216,6 +216,25 @@ def test_info_describes_the_model(recognizer):
     json.dumps(info.to_dict())
 
 
+def test_a_model_trained_without_validation_has_no_val_accuracy(tmp_path):
+    """``--val-size 0`` runs record NaN validation metrics; the info carries None (JSON-safe)."""
+    from digitlab.checkpoint import save_checkpoint
+    from digitlab.models import create_model, model_config
+
+    path = tmp_path / "full.pt"
+    save_checkpoint(
+        path,
+        model_name="digitnet_fast",
+        model_config=model_config("digitnet_fast"),
+        model=create_model("digitnet_fast"),
+        epoch=1,
+        metrics={"val_acc": float("nan"), "test_acc": 0.9},
+    )
+    info = load_model(path).info
+    assert info.val_accuracy is None and info.test_accuracy == 0.9
+    json.dumps(info.to_dict(), allow_nan=False)
+
+
 def test_load_model_errors(tmp_path):
     with pytest.raises(CheckpointError, match=r"missing\.pt: no such file"):
         load_model(tmp_path / "missing.pt")

@@ -41,6 +41,7 @@ import base64
 import contextlib
 import io
 import logging
+import math
 import os
 import threading
 from collections.abc import Iterable, Iterator, Sequence
@@ -226,10 +227,11 @@ class Backend(Protocol):
 
 
 def _metric(metrics: dict[str, Any], *keys: str) -> float | None:
-    """The first of ``keys`` present in ``metrics`` as a float, else None."""
+    """The first of ``keys`` present in ``metrics`` as a finite float, else None (a run
+    trained with ``--val-size 0`` records NaN validation metrics, which JSON cannot carry)."""
     for key in keys:
         value = metrics.get(key)
-        if isinstance(value, (int, float)):
+        if isinstance(value, (int, float)) and math.isfinite(value):
             return float(value)
     return None
 
