@@ -64,6 +64,13 @@ MNIST_BOX = 20
 # found: a digit that fills a tenth of such an image still spans 100 px, five times the 20 px it
 # ends up as, and a 4000 px phone photo costs the same as a 1000 px one.
 WORK_MAX_SIDE = 1024
+# Images smaller than TINY_SIDE (the UCI 8x8 digits, icons) are enlarged with Lanczos to about
+# TINY_TARGET px before thresholding, which then cuts between pixels instead of dropping the
+# faint ones: UCI digits 94.8% -> 96.3% (all 1,797; enlarging 4x first with bicubic gave
+# 95.4%, bilinear 94.7%). The filter was chosen on these same UCI digits, which have no other
+# split, so the UCI figure is slightly optimistic.
+TINY_SIDE = 16
+TINY_TARGET = 32
 
 # A digital canvas has at most FLAT_PCT % of its pixels below its paper's exact level, and at
 # least DIGITAL_PAPER_FRACTION of them exactly at it.
@@ -348,14 +355,19 @@ def _luminance(img: Image.Image) -> tuple[np.ndarray, np.ndarray | None]:
 
 
 def _reduce(img: Image.Image) -> tuple[Image.Image, float]:
-    """Box-reduce images larger than WORK_MAX_SIDE; returns the image and the factor used."""
-    factor = -(-max(img.size) // WORK_MAX_SIDE)
-    if factor <= 1:
+    """Box-reduce images larger than WORK_MAX_SIDE and Lanczos-enlarge those smaller than
+    TINY_SIDE; returns the image and the input pixels per working pixel."""
+    long_side = max(img.size)
+    factor = -(-long_side // WORK_MAX_SIDE)
+    if factor <= 1 and long_side >= TINY_SIDE:
         return img, 1.0
     if img.mode not in ("L", "RGB", "RGBA", "I", "F"):
         has_alpha = "A" in img.getbands() or "transparency" in img.info
         img = img.convert("RGBA" if has_alpha else "RGB")
-    return img.reduce(factor), float(factor)
+    if factor > 1:
+        return img.reduce(factor), float(factor)
+    grow = -(-TINY_TARGET // long_side)
+    return img.resize((img.width * grow, img.height * grow), Image.LANCZOS), 1.0 / grow
 
 
 def _counts(a: np.ndarray) -> np.ndarray:
