@@ -64,6 +64,22 @@ def test_bf16_channels_last_run_learns(tmp_path: Path, mnist) -> None:
     assert all(v.dtype != torch.bfloat16 for v in best["state_dict"].values())  # fp32 weights
 
 
+def test_run_without_validation_split_keeps_the_best_training_epoch(tmp_path: Path, mnist) -> None:
+    """--val-size 0 (train on all 60k): best.pt and the reported best row agree, no NaN pick."""
+    cfg = TrainConfig(
+        model="mlp_small",
+        epochs=2,
+        train_samples=2000,
+        val_size=0,
+        eval_test=False,
+        run_dir=str(tmp_path / "run"),
+    )
+    result = train(cfg, data=mnist)
+    best = load_checkpoint(tmp_path / "run" / "best.pt")
+    assert result.best["epoch"] == best["epoch"]
+    assert result.best["train_acc"] == max(r["train_acc"] for r in result.history)
+
+
 def test_unknown_precision_is_a_clear_error() -> None:
     with pytest.raises(DigitlabError, match="--precision must be one of auto, fp32, bf16"):
         TrainConfig(precision="fp16")

@@ -166,8 +166,12 @@ class TrainResult:
 
     @property
     def best(self) -> dict:
-        """The metrics row of the epoch with the best validation accuracy."""
-        return max(self.history, key=lambda r: r["val_acc"]) if self.history else {}
+        """The metrics row of the epoch best.pt holds: the best validation accuracy, or the
+        best training accuracy for a run without a validation split (``--val-size 0``)."""
+        if not self.history:
+            return {}
+        key = "val_acc" if not math.isnan(self.history[0]["val_acc"]) else "train_acc"
+        return max(self.history, key=lambda r: r[key])
 
 
 # ---------------------------------------------------------------------------------------------

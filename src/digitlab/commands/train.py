@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -102,9 +103,14 @@ def run(args: argparse.Namespace) -> int:
     if result.interrupted:
         print(f"stopped; resume with: digitlab train --resume {result.last_path}")
     if best:
+        val = (
+            "no validation split"
+            if math.isnan(best["val_acc"])
+            else f"val acc {best['val_acc']:.2%}"
+        )
         print(
-            f"best epoch {best['epoch']}: val acc {best['val_acc']:.2%}, "
-            f"test acc {best['test_acc']:.2%} -> {result.best_path}"
+            f"best epoch {best['epoch']}: {val}, test acc {best['test_acc']:.2%} "
+            f"-> {result.best_path}"
         )
     print(f"run directory: {result.run_dir}")
     return 130 if result.interrupted else 0  # 130 = the shell's code for Ctrl-C
