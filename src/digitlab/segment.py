@@ -11,7 +11,7 @@ Input is the ink map of :func:`digitlab.preprocess.extract_ink` (uint8, ink = 25
    short pieces in the upper half of the line within FLAG_GAP of a digit (a 5's flag drawn
    beside its body).
 4. **Drop** what is not a digit: groups lower than MIN_HEIGHT of the line (dots, commas, the
-   dash of "555-1234").
+   dash of "555-1234") or made only of pieces lower than DOT_HEIGHT (a colon's two dots).
 5. **Read** the line (with a model): dynamic programming over the groups, left to right. Each
    group is read on its own, or neighbours that nearly touch are read together as one digit
    whose pen was lifted. A group narrower than SPLIT_ASPECT line heights is one digit; a wider
@@ -49,6 +49,9 @@ FLAG_HEIGHT = 0.5
 FLAG_GAP = 0.3
 # Groups lower than this fraction of the line height are punctuation.
 MIN_HEIGHT = 0.4
+# A group whose pieces are all lower than this fraction of the line is dots (a colon, specks
+# left by a broken stroke), however far apart they lie.
+DOT_HEIGHT = 0.2
 # Width / height of single MNIST digits' ink boxes (60,000 training digits): median 0.8, 95th
 # percentile 1.11. For digit d, TYPICAL_ASPECT[d] is its 95th percentile (a 5's flag or a flat
 # 2 runs wide, a 1 never). Groups up to SPLIT_ASPECT line heights wide are one digit (two
@@ -123,15 +126,17 @@ class Group:
     y0: int
     x1: int
     y1: int
+    tallest: int = 0  # height of its tallest piece
 
     @classmethod
     def of(cls, c: Component) -> Group:
         """A group of one piece."""
-        return cls([c.label], c.x0, c.y0, c.x1, c.y1)
+        return cls([c.label], c.x0, c.y0, c.x1, c.y1, c.height)
 
     def absorb(self, other: Group) -> None:
         """Add another group's pieces."""
         self.labels += other.labels
+        self.tallest = max(self.tallest, other.tallest)
         self.x0, self.y0 = min(self.x0, other.x0), min(self.y0, other.y0)
         self.x1, self.y1 = max(self.x1, other.x1), max(self.y1, other.y1)
 
@@ -388,9 +393,16 @@ def _reading(gi: _GroupInk, read: Reader, line: Line) -> tuple[float, list[Segme
     return max(options, key=lambda o: o[0])
 
 
+def _is_written(g: Group, line: Line) -> bool:
+    """A group that may be a digit on its own: at least MIN_HEIGHT of the line high, and not
+    only dots (every piece lower than DOT_HEIGHT of the line: a colon, specks)."""
+    return g.height >= MIN_HEIGHT * line.height and g.tallest >= DOT_HEIGHT * line.height
+
+
 def _union(groups: list[Group]) -> Group:
     """One group holding the pieces of several."""
-    merged = Group(list(groups[0].labels), groups[0].x0, groups[0].y0, groups[0].x1, groups[0].y1)
+    first = groups[0]
+    merged = Group(list(first.labels), first.x0, first.y0, first.x1, first.y1, first.tallest)
     for g in groups[1:]:
         merged.absorb(g)
     return merged
@@ -402,13 +414,13 @@ def _with_model(
     """The best reading of the whole line: each group read on its own, or neighbours that
     nearly touch (gap <= MERGE_GAP line heights, up to MERGE_SPAN of them) read as one digit --
     a digit whose pen was lifted, or which the scan broke. Dynamic programming over the groups;
-    a group lower than MIN_HEIGHT of the line counts only as part of a digit."""
+    a group that is not :func:`_is_written` counts only as part of a digit."""
     n = len(groups)
     best: list[tuple[float, list[Segment]]] = [(0.0, [])] * (n + 1)
     for j in range(1, n + 1):
         g = groups[j - 1]
         score, segs = best[j - 1]
-        if g.height >= MIN_HEIGHT * line.height:
+        if _is_written(g, line):
             own_score, own = _reading(_GroupInk.of(g, labels, ink), read, line)
             score, segs = score + own_score, segs + own
         choice = (score, segs)
@@ -449,7 +461,7 @@ def segment_digits(ink: np.ndarray, read: Reader | None = None) -> list[Segment]
         segments = [
             s
             for g in groups
-            if g.height >= MIN_HEIGHT * line.height
+            if _is_written(g, line)
             for s in _geometric(_GroupInk.of(g, labels, ink), line)
         ]
     return sorted(segments, key=lambda s: s.x0)
