@@ -95,13 +95,14 @@ def test_multi_digit_numbers(recognizer, mnist):
         exact.append(recognizer.read_number(strip.image).number == strip.number)
     rate = float(np.mean(exact))
     RESULTS["numbers"] = {"n": len(exact), "exact": rate}
-    # Issue target 95%, not yet met: measured 93.3% (140 of 150); regression floor meanwhile.
-    assert rate >= 0.92
+    # Issue target 95%: this sample measures 96.7% (145 of 150), but benchmarks/robustness.py
+    # measures 94.2% on 1,000 numbers, so the target is not met yet; regression floor meanwhile.
+    assert rate >= 0.94
 
 
 def test_uci_digits_not_mnist(recognizer):
     pytest.importorskip("sklearn")
     images, labels = synth.uci_digits()
     idx = sample(UCI, total=len(images), seed=600)
-    # Issue target 95%, not yet met: measured 94.7%; regression floor meanwhile.
-    assert _accuracy("uci", recognizer, list(images[idx]), labels[idx]) >= 0.935
+    # Measured 97.0% on this sample (96.3% on all 1,797 in benchmarks/robustness.py).
+    assert _accuracy("uci", recognizer, list(images[idx]), labels[idx]) >= 0.95
