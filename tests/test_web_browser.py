@@ -381,7 +381,21 @@ def test_phone_touch_drawing_and_layout(page_factory, artifacts_dir):
     assert pad["width"] >= 0.8 * PHONE["width"] - 60, "drawing area too small on a phone"
     page.screenshot(path=artifacts_dir / "web-phone-drawn-7.png", full_page=True)
     # number mode on a phone: a 2:1 strip, two digits written with a finger
-    page.tap("label[for=mode-number]")
+    from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
+
+    # In about 1 run in 6 Chromium's gesture detector turns this tap into no click at all
+    # (touchstart and touchend reach the label, the click never comes; the header was laid out
+    # differently in those runs). A person taps again; so does the test, once.
+    for _ in range(2):
+        page.tap("label[for=mode-number]")
+        try:
+            page.wait_for_function(
+                "() => document.getElementById('mode-number').checked", timeout=2000
+            )
+            break
+        except PlaywrightTimeoutError:
+            continue
+    assert page.evaluate("() => document.getElementById('mode-number').checked")
     pad = page.locator("#pad").bounding_box()
     assert pad["width"] / pad["height"] == pytest.approx(2.0, rel=0.05)
     for i, digit in enumerate("17"):
