@@ -6,6 +6,7 @@ on images made from real MNIST *test* digits (``digitlab.synth``):
 * canvas drawings (280x280): small, large, off-centre, thick pen, 1-2 px pen, dark on light,
   RGBA canvas export -- target >= 99% together;
 * photos of ink on paper (uneven light, shadow, paper grain, blur, JPEG) -- target >= 98.5%;
+* digits cropped tight (ink touching every edge, 48-240 px, either polarity), no target;
 * digits rotated by up to 25 degrees -- target >= 98.5%;
 * blank and noise-only images -- target >= 99% "no digit";
 * multi-digit numbers (2-7 digits, 5% of neighbours written touching) -- target >= 95% read
@@ -52,6 +53,7 @@ logger = logging.getLogger("benchmarks.robustness")
 SIZES = {
     "canvas_per_kind": 1000,
     "photo": 1000,
+    "tight": 1000,
     "rotated": 2000,
     "blank_per_kind": 200,
     "numbers": 1000,
@@ -114,6 +116,11 @@ def bench_simple(rec: Recognizer, mnist, n: int, seed: int, make: Callable) -> d
     return _digit_accuracy(
         rec, [make(mnist.test_images[i], rng) for i in idx], mnist.test_labels[idx]
     )
+
+
+def _tight_crop(digit: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A digit cropped tight: 48-240 px tall, either polarity."""
+    return synth.cropped_tight(digit, int(rng.integers(48, 241)), bool(rng.integers(0, 2)))
 
 
 def bench_blank(rec: Recognizer, limit: int | None, seed: int) -> dict:
@@ -243,6 +250,18 @@ def run(args: argparse.Namespace) -> dict:
         ("canvas", lambda: bench_canvas(rec, mnist, limit, seed)),
         ("photo", lambda: bench_simple(rec, mnist, _size("photo", limit), seed + 10, synth.photo)),
         (
+            "tight",
+            lambda: bench_simple(
+                rec,
+                mnist,
+                _size("tight", limit),
+                seed + 15,
+                lambda d, r: synth.cropped_tight(
+                    d, int(r.integers(48, 241)), bool(r.integers(0, 2))
+                ),
+            ),
+        ),
+        (
             "rotated",
             lambda: bench_simple(
                 rec,
@@ -297,6 +316,7 @@ def table(report: dict) -> list[str]:
             row(kind, r, None, f"&nbsp;&nbsp;canvas: {kind}")
     for key, label in (
         ("photo", "photos of ink on paper"),
+        ("tight", "digits cropped tight (48-240 px, either polarity)"),
         ("rotated", "rotated up to 25 degrees"),
         ("blank", "blank / noise: no digit"),
         ("numbers", "numbers read exactly"),

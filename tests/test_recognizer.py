@@ -274,22 +274,14 @@ def test_onnx_backend_gives_the_same_predictions(recognizer, canvases, tmp_path)
     assert isinstance(number, NumberResult)
 
 
-def _cropped_tight(digit: np.ndarray, height: int, dark_on_light: bool) -> np.ndarray:
-    """An MNIST digit cut to its ink's box and enlarged: a photo cropped right around it."""
-    img = Image.fromarray(digit)
-    x0, y0, x1, y1 = img.getbbox()
-    width = max(1, height * (x1 - x0) // (y1 - y0))
-    a = np.asarray(img.crop((x0, y0, x1, y1)).resize((width, height), Image.BILINEAR))
-    return 255 - a if dark_on_light else a
-
-
 @pytest.mark.parametrize("dark_on_light", [False, True])
 def test_digits_cropped_tight_are_read(recognizer, mnist, dark_on_light):
     """Ink touching every edge, strokes as wide as the light-flattening's blocks: the plain
-    threshold reading wins. Measured on 200 test digits at 96 px: 89.5% light-on-dark and
-    69.5% dark-on-light (before the plain alternative existed: 23.5% and 30.0%)."""
+    threshold reading (with the plain histogram's polarity) wins. Measured on 200 test digits
+    at 96 px: 91.0% light-on-dark and 92.5% dark-on-light (before the plain alternative
+    existed: 23.5% and 30.0%)."""
     n = 100
-    images = [_cropped_tight(mnist.test_images[i], 96, dark_on_light) for i in range(n)]
+    images = [synth.cropped_tight(mnist.test_images[i], 96, dark_on_light) for i in range(n)]
     preds = recognizer.predict_batch(images)
     acc = np.mean([p.digit == int(y) for p, y in zip(preds, mnist.test_labels[:n], strict=True)])
-    assert acc >= (0.85 if not dark_on_light else 0.62), acc
+    assert acc >= 0.85, acc  # measured on these 100: 90% and 93%

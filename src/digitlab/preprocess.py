@@ -324,8 +324,10 @@ class InkImage:
     polarity: str  # "light-on-dark", "dark-on-light", "alpha" or "none"
     scale: float
     input_size: tuple[int, int]  # (width, height) of the input image after EXIF orientation
-    # Photos only: the ink thresholded without flattening the light (None if it has none).
+    # Photos only: the ink thresholded without flattening the light (None if it has none),
+    # and its polarity (``polarity`` is "none" when only this reading found ink).
     plain: np.ndarray | None = None
+    plain_polarity: str = "none"
 
 
 def _u8(a: np.ndarray) -> np.ndarray:
@@ -731,17 +733,30 @@ def extract_ink(source: Any) -> InkImage:
         dark, ink, photo = _polarity_and_ink(lum)
         polarity = "dark-on-light" if dark else "light-on-dark"
     soft = _clean_ink(ink, photo)
-    plain = None
+    plain, plain_polarity = None, "none"
     if photo:
         # The light flattening assumes strokes narrower than its blocks, and clears what
-        # touches the edge; a digit cropped tight breaks both. Keep the plain global-threshold
-        # reading too and let the model choose (Recognizer.predict_preprocessed).
-        plain = _clean_ink(_as_ink(lum, polarity == "dark-on-light"), False)
+        # touches the edge; a digit cropped tight breaks both, and its ink covers so much of
+        # the frame that the shading-corrected polarity test can flip. Keep a plain reading
+        # too -- polarity from the plain histogram, global threshold -- and let the model
+        # choose (Recognizer.predict_preprocessed).
+        plain_dark = _ink_is_dark(lum)
+        plain = _clean_ink(_as_ink(lum, plain_dark), False)
         plain = plain if plain.any() else None
+        plain_polarity = "dark-on-light" if plain_dark else "light-on-dark"
     mask = soft > 0
     has_ink = bool(mask.any())
     log.debug("ink: %s, photo %s, %d ink pixels, scale %.2f", polarity, photo, mask.sum(), scale)
-    return InkImage(soft, mask, has_ink, polarity if has_ink else "none", scale, input_size, plain)
+    return InkImage(
+        soft,
+        mask,
+        has_ink,
+        polarity if has_ink else "none",
+        scale,
+        input_size,
+        plain,
+        plain_polarity if plain is not None else "none",
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -939,7 +954,7 @@ def to_model_input(image: Any) -> Preprocessed:
         pre = blank(ink.input_size)
     if ink.plain is not None:
         alt = preprocess_ink(
-            ink.plain, scale=ink.scale, input_size=ink.input_size, polarity=ink.polarity
+            ink.plain, scale=ink.scale, input_size=ink.input_size, polarity=ink.plain_polarity
         )
         pre.alternative = alt if alt.has_ink else None
     return pre

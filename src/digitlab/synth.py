@@ -215,6 +215,16 @@ def rotated(digit: np.ndarray, rng: np.random.Generator, max_angle: float = 25.0
     return _to_image(field, bool(rng.integers(0, 2)))
 
 
+def cropped_tight(digit: np.ndarray, height: int, dark_on_light: bool) -> np.ndarray:
+    """An MNIST digit cut to its ink's box and enlarged to ``height`` px: a photo or scan
+    cropped right around the digit, so its ink touches every edge (uint8 array)."""
+    img = Image.fromarray(digit)
+    x0, y0, x1, y1 = img.getbbox()
+    width = max(1, height * (x1 - x0) // (y1 - y0))
+    a = np.asarray(img.crop((x0, y0, x1, y1)).resize((width, height), Image.BILINEAR))
+    return 255 - a if dark_on_light else a
+
+
 # --------------------------------------------------------------------------------------------
 # Photos of paper
 # --------------------------------------------------------------------------------------------
