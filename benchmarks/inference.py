@@ -40,6 +40,7 @@ from pathlib import Path
 import numpy as np
 
 from common import mnist_dir
+from digitlab.export import single_latencies, throughput_window
 
 RESULTS = Path(__file__).resolve().parent / "results"
 TARGET_IMAGES_PER_S = 20_000  # batch 256, fastest backend, 2 cores
@@ -84,25 +85,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 # --- timing ---------------------------------------------------------------------------------------
-
-
-def throughput_window(fn: Callable[[np.ndarray], object], x: np.ndarray, seconds: float) -> float:
-    """Images/s of back-to-back ``fn(x)`` calls over at least ``seconds``."""
-    done, start = 0, time.perf_counter()
-    while (elapsed := time.perf_counter() - start) < seconds or done == 0:
-        fn(x)
-        done += len(x)
-    return done / elapsed
-
-
-def single_latencies(fn: Callable[[np.ndarray], object], one: np.ndarray, runs: int) -> list[float]:
-    """Seconds per call of ``runs`` single-image calls."""
-    times = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        fn(one)
-        times.append(time.perf_counter() - t0)
-    return times
 
 
 def time_interleaved(

@@ -21,7 +21,6 @@ import math
 import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import torch
@@ -29,6 +28,7 @@ import torch
 from common import RESULTS, machine, mnist_dir
 from digitlab.checkpoint import load_checkpoint, load_model_from_checkpoint
 from digitlab.data import load_mnist
+from digitlab.export import single_latencies
 from digitlab.models import available_models, count_parameters
 from digitlab.train import TrainConfig, train
 
@@ -42,12 +42,7 @@ def single_image_latency_ms(model: torch.nn.Module, runs: int = LATENCY_RUNS) ->
     x = torch.rand(1, 1, 28, 28)
     for _ in range(20):
         model(x)
-    times = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        model(x)
-        times.append(time.perf_counter() - t0)
-    return 1000 * statistics.median(times)
+    return 1000 * statistics.median(single_latencies(model, x, runs))
 
 
 def bench_model(name: str, epochs: int, data, workdir: Path) -> dict:

@@ -466,19 +466,30 @@ def measure_speed(
     if len(x) < batch_size:  # repeat a small sample up to a full batch
         x = np.resize(x, (batch_size, *x.shape[1:]))
     logits(x)  # warm-up: first runs allocate and pick kernels
-    done, start = 0, time.perf_counter()
-    while (elapsed := time.perf_counter() - start) < min_seconds or done == 0:
-        logits(x)
-        done += batch_size
-    throughput = done / elapsed
+    throughput = throughput_window(logits, x, min_seconds)
     one = np.ascontiguousarray(x[:1])
     logits(one)
-    times = []
-    for _ in range(single_runs):
-        t0 = time.perf_counter()
-        logits(one)
-        times.append(time.perf_counter() - t0)
+    times = single_latencies(logits, one, single_runs)
     return SpeedReport(throughput, float(np.median(times)) * 1e3, batch_size)
+
+
+def throughput_window(fn: Callable[[Any], object], x: Any, seconds: float) -> float:
+    """Images/s of back-to-back ``fn(x)`` calls over at least ``seconds`` (at least one call)."""
+    done, start = 0, time.perf_counter()
+    while (elapsed := time.perf_counter() - start) < seconds or done == 0:
+        fn(x)
+        done += len(x)
+    return done / elapsed
+
+
+def single_latencies(fn: Callable[[Any], object], one: Any, runs: int) -> list[float]:
+    """Seconds per call of ``runs`` calls of ``fn(one)``."""
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        fn(one)
+        times.append(time.perf_counter() - t0)
+    return times
 
 
 # --- int8 -----------------------------------------------------------------------------------------
