@@ -154,6 +154,12 @@ class TrainConfig:
         return cls(**{k: v for k, v in d.items() if k in known})
 
 
+def selection_score(row: dict) -> float:
+    """What chooses best.pt among epochs: validation accuracy, or training accuracy in a run
+    without a validation split (whose validation metrics are NaN)."""
+    return row["train_acc"] if math.isnan(row["val_acc"]) else row["val_acc"]
+
+
 @dataclass
 class TrainResult:
     """What a finished (or stopped) run produced."""
@@ -168,10 +174,7 @@ class TrainResult:
     def best(self) -> dict:
         """The metrics row of the epoch best.pt holds: the best validation accuracy, or the
         best training accuracy for a run without a validation split (``--val-size 0``)."""
-        if not self.history:
-            return {}
-        key = "val_acc" if not math.isnan(self.history[0]["val_acc"]) else "train_acc"
-        return max(self.history, key=lambda r: r[key])
+        return max(self.history, key=selection_score) if self.history else {}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -603,7 +606,7 @@ def _run(cfg, info, device, run_dir, resume_ckpt, data, callback, stop_event) ->
             sched.step()
         elif sched is not None and cfg.scheduler == "plateau":
             sched.step(row["val_acc"] if not math.isnan(row["val_acc"]) else row["train_acc"])
-        score = row["val_acc"] if len(splits.val_y) else row["train_acc"]
+        score = selection_score(row)
         improved = score > best_acc
         best_acc, since_best = (score, 0) if improved else (best_acc, since_best + 1)
         if info.is_main:
