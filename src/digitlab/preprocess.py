@@ -719,8 +719,12 @@ def _clean_ink(ink: np.ndarray, photo: bool) -> np.ndarray:
     return remove_specks(soft, clear_edges=photo) if soft.any() else soft
 
 
-def extract_ink(source: Any) -> InkImage:
-    """Decode ``source`` and turn it into an :class:`InkImage` (ink = 255, paper = 0)."""
+def extract_ink(source: Any, *, plain_reading: bool = True) -> InkImage:
+    """Decode ``source`` and turn it into an :class:`InkImage` (ink = 255, paper = 0).
+
+    ``plain_reading``: for photos, also threshold without flattening the light (``plain``);
+    only single-digit recognition uses it.
+    """
     img = load_image(source)
     input_size = img.size
     img, scale = _reduce(img)
@@ -734,7 +738,7 @@ def extract_ink(source: Any) -> InkImage:
         polarity = "dark-on-light" if dark else "light-on-dark"
     soft = _clean_ink(ink, photo)
     plain, plain_polarity = None, "none"
-    if photo:
+    if photo and plain_reading:
         # The light flattening assumes strokes narrower than its blocks, and clears what
         # touches the edge; a digit cropped tight breaks both, and its ink covers so much of
         # the frame that the shading-corrected polarity test can flip. Keep a plain reading

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import dataclasses
 import io
 import logging
 import math
@@ -496,8 +497,12 @@ class Recognizer:
         chosen = list(items)
         for k, i in enumerate(pairs):
             floor = energy[k, 0] if items[i].has_ink else ALTERNATIVE_MIN_ENERGY
+            # Decided once: the kept reading carries no alternative (predict() decides before
+            # predict_preprocessed() would ask again).
             if energy[k, 1] > floor:
-                chosen[i] = items[i].alternative
+                chosen[i] = items[i].alternative  # it has none of its own
+            else:
+                chosen[i] = dataclasses.replace(items[i], alternative=None)
         return chosen
 
     def read_number(self, image: Any, *, top_k: int = DEFAULT_TOP_K) -> NumberResult:
@@ -509,7 +514,7 @@ class Recognizer:
         from .segment import Reading, Segment, segment_digits
 
         top_k = _check_top_k(top_k)
-        ink = extract_ink(image)
+        ink = extract_ink(image, plain_reading=False)
         if not ink.has_ink:
             return NumberResult("", [])
 
