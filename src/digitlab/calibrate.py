@@ -68,9 +68,7 @@ def nll(logits: np.ndarray, labels: np.ndarray, temperature: float = 1.0) -> flo
     """Mean negative log-likelihood of ``labels`` under ``softmax(logits / temperature)``."""
     x, y = _check(logits, labels, "logits")
     z = x / float(temperature)
-    z = z - z.max(axis=1, keepdims=True)
-    log_norm = np.log(np.exp(z).sum(axis=1))
-    return float((log_norm - z[np.arange(len(y)), y]).mean())
+    return float((logsumexp(z) - z[np.arange(len(y)), y]).mean())
 
 
 def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
