@@ -32,7 +32,8 @@ def main(argv: list[str] | None = None) -> int:
         "--temperature-from",
         type=Path,
         metavar="CKPT",
-        help="take the calibrated temperature (and its record) from this checkpoint",
+        help="take the calibrated temperature and energy reference (and their record) from "
+        "this checkpoint",
     )
     args = p.parse_args(argv)
     ckpt = load_checkpoint(args.run_dir / "best.pt")
@@ -41,6 +42,8 @@ def main(argv: list[str] | None = None) -> int:
         if "calibration" not in donor:
             p.error(f"{args.temperature_from}: no calibrated temperature in it")
         ckpt["temperature"] = donor["temperature"]
+        if "energy_reference" in donor:
+            ckpt["energy_reference"] = donor["energy_reference"]
         ckpt["calibration"] = {**donor["calibration"], "source": str(args.temperature_from)}
     with open(args.run_dir / "metrics.csv") as f:
         rows = list(csv.DictReader(f))

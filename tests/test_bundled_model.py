@@ -8,8 +8,8 @@ from digitlab.checkpoint import BUNDLED_MODEL, build_model, load_checkpoint
 from digitlab.cli import main
 from digitlab.evaluate import evaluate_model
 
-# The shipped model measures 99.57% (MODEL_CARD.md); a lower result is a regression.
-MIN_TEST_ACCURACY = 0.9955
+# The shipped model measures 99.73% (MODEL_CARD.md); the issue's goal is 99.70%.
+MIN_TEST_ACCURACY = 0.9970
 MAX_BUNDLE_BYTES = 5 * 1024 * 1024
 
 
@@ -37,5 +37,22 @@ def test_evaluate_default_json(mnist_dir, capsys, tmp_path) -> None:
     assert code == 0
     report = json.loads(capsys.readouterr().out)
     assert report["n"] == 10_000 and report["accuracy"] >= MIN_TEST_ACCURACY
-    # Every digit is recognised; the weakest, 6, measures 98.96% recall.
-    assert min(m["recall"] for m in report["per_class"].values()) > 0.985
+    # Every digit is recognised; the weakest, 5, measures 99.44% recall.
+    assert min(m["recall"] for m in report["per_class"].values()) > 0.99
+
+
+def test_bundled_ensemble_is_the_accuracy_option(mnist) -> None:
+    """``--model ensemble``: four seeds of the default recipe averaged, 99.75% measured."""
+    from digitlab.checkpoint import BUNDLED_ENSEMBLE
+    from digitlab.recognizer import load_model
+
+    assert BUNDLED_ENSEMBLE.stat().st_size <= MAX_BUNDLE_BYTES
+    ckpt = load_checkpoint("ensemble")
+    assert ckpt["model_name"] == "ensemble" and len(ckpt["model_config"]["members"]) == 4
+    report = evaluate_model(build_model(ckpt), mnist.test_images, mnist.test_labels)
+    assert report.accuracy >= 0.9975
+    assert abs(report.accuracy - ckpt["metrics"]["test_acc"]) < 1e-6
+    rec = load_model("ensemble")
+    assert rec.info.name == "ensemble" and rec.info.val_accuracy is not None
+    preds = rec.predict_batch(list(mnist.test_images[:20]))
+    assert [p.digit for p in preds] == list(mnist.test_labels[:20])

@@ -208,6 +208,7 @@ def test_metadata_describes_model_input_and_source(float_export, torch_model, ch
     assert json.loads(meta["model_config"]) == ckpt["model_config"]
     assert backend.parameters == count_parameters(model)
     assert backend.temperature == pytest.approx(ckpt["temperature"])
+    assert backend.energy_reference == pytest.approx(ckpt.get("energy_reference"))
     test_acc = ckpt["metrics"].get("test_acc")
     assert backend.test_accuracy == (pytest.approx(test_acc) if test_acc is not None else None)
     assert backend.source == str(float_export[0])

@@ -61,3 +61,18 @@ def test_reference_mlps_have_the_published_shapes() -> None:
     assert widths == [512, 256, 128, 60, 10]
     rates = [m.p for m in deep.modules() if isinstance(m, torch.nn.Dropout)]
     assert rates == [0.3, 0.2, 0.1, 0.05]
+
+
+def test_ensemble_averages_its_members_calibrated_logits() -> None:
+    """The ensemble's output is the mean of each member's logits / its temperature: logits
+    again (not log-probabilities), so their energy keeps its meaning."""
+    torch.manual_seed(0)
+    members = [
+        {"name": "digitnet_fast", "config": {}, "temperature": 0.5},
+        {"name": "digitnet", "config": {"width": 8}, "temperature": 2.0},
+    ]
+    ensemble = create_model("ensemble", members=members).eval()
+    x = torch.rand(4, 1, 28, 28)
+    with torch.no_grad():
+        a, b = (m(x) for m in ensemble.members)
+        torch.testing.assert_close(ensemble(x), (a / 0.5 + b / 2.0) / 2)

@@ -235,6 +235,37 @@ def test_a_model_trained_without_validation_has_no_val_accuracy(tmp_path):
     json.dumps(info.to_dict(), allow_nan=False)
 
 
+def test_energies_are_put_on_the_reference_scale(tmp_path, mnist):
+    """A model that records its own energy scale (median energy of its validation digits) has
+    its energies rescaled to ENERGY_REFERENCE, so the thresholds mean the same for any model;
+    a checkpoint without one is taken as it is."""
+    import torch
+
+    from digitlab.calibrate import logsumexp
+    from digitlab.checkpoint import save_checkpoint
+    from digitlab.models import create_model, model_config
+    from digitlab.recognizer import ENERGY_REFERENCE
+
+    torch.manual_seed(0)
+    model = create_model("digitnet_fast")
+    images = mnist.test_images[:20]
+    paths = {}
+    for name, extra in (("plain", None), ("scaled", {"energy_reference": 2 * ENERGY_REFERENCE})):
+        paths[name] = tmp_path / f"{name}.pt"
+        save_checkpoint(
+            paths[name],
+            model_name="digitnet_fast",
+            model_config=model_config("digitnet_fast"),
+            model=model,
+            temperature=0.5,
+            extra=extra,
+        )
+    plain, scaled = load_model(paths["plain"]), load_model(paths["scaled"])
+    raw = logsumexp(plain.logits(images) / 0.5)
+    np.testing.assert_allclose(plain.energies(images), raw, rtol=1e-6)
+    np.testing.assert_allclose(scaled.energies(images), raw / 2, rtol=1e-6)
+
+
 def test_load_model_errors(tmp_path):
     with pytest.raises(CheckpointError, match=r"missing\.pt: no such file"):
         load_model(tmp_path / "missing.pt")

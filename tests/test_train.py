@@ -41,6 +41,8 @@ def test_short_run_learns_and_writes_the_run_directory(tmp_path: Path, mnist) ->
     assert best["metrics"]["val_acc"] == max(r["val_acc"] for r in result.history)
     assert "optimizer_state" not in best  # small, inference-only
     assert best["calibration"]["val_ece_after"] <= best["calibration"]["val_ece_before"] + 1e-6
+    # The model's own energy scale, measured where the temperature was fitted.
+    assert best["energy_reference"] == best["calibration"]["energy_reference"] > 0
     assert "optimizer_state" in load_checkpoint(run / "last.pt")
 
 

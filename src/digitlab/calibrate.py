@@ -64,6 +64,16 @@ def logsumexp(logits: np.ndarray) -> np.ndarray:
     return top + np.log(np.exp(z - top[..., None]).sum(axis=-1))
 
 
+def energy_reference(logits: np.ndarray, temperature: float = 1.0) -> float:
+    """Median energy (``logsumexp(logits / temperature)``) of held-out digits: the model's own
+    scale of "a whole digit". Networks differ in how large their logits grow, so thresholds on
+    energy (the recogniser's segmentation and photo readings) are set relative to this."""
+    z = np.asarray(logits, dtype=np.float64)
+    if z.ndim != 2 or z.shape[0] == 0:
+        raise DigitlabError(f"logits must be a non-empty (N, classes) array, got shape {z.shape}")
+    return float(np.median(logsumexp(z / float(temperature))))
+
+
 def nll(logits: np.ndarray, labels: np.ndarray, temperature: float = 1.0) -> float:
     """Mean negative log-likelihood of ``labels`` under ``softmax(logits / temperature)``."""
     x, y = _check(logits, labels, "logits")

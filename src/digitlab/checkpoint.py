@@ -8,6 +8,8 @@ everything needed to rebuild and use the model without the run that made it:
     model_name, model_config registry name + constructor kwargs -> models.create_model
     state_dict               the weights
     temperature              softmax temperature fitted on the validation split (1.0 = none)
+    energy_reference         median logsumexp(logits / temperature) of the validation digits
+                             (optional; scales the recogniser's energy thresholds)
     epoch, metrics           last finished epoch and its metrics row
     train_config             the resolved training options (config.json of the run)
     optimizer_state, scheduler_state, rng_state   for an exact --resume (absent in bundled models)
@@ -35,6 +37,10 @@ FORMAT_VERSION = 1
 # The bundled default model, shipped inside the package.
 BUNDLED_MODEL = Path(__file__).resolve().parent / "weights" / "default.pt"
 DEFAULT_MODEL_NAMES = ("default", "bundled")
+# The accuracy option, shipped too: an ensemble of four seeds of the default model's recipe
+# (MODEL_CARD.md), about 4x the latency.
+BUNDLED_ENSEMBLE = BUNDLED_MODEL.with_name("ensemble.pt")
+ENSEMBLE_MODEL_NAME = "ensemble"
 
 
 def atomic_write(path: str | os.PathLike, write: Any) -> None:
@@ -119,15 +125,20 @@ def save_checkpoint(
 
 
 def resolve_model_path(model: str | os.PathLike | None) -> Path:
-    """``None``, ``"default"`` or ``"bundled"`` -> the bundled model; anything else -> that path."""
+    """``None``, ``"default"`` or ``"bundled"`` -> the bundled model; ``"ensemble"`` -> the
+    bundled ensemble; anything else -> that path."""
     if model is None or str(model) in DEFAULT_MODEL_NAMES:
-        if not BUNDLED_MODEL.exists():
-            raise CheckpointError(
-                f"the bundled model {BUNDLED_MODEL} is missing from this installation; "
-                "reinstall digitlab or pass a checkpoint path"
-            )
-        return BUNDLED_MODEL
-    return Path(model)
+        bundled = BUNDLED_MODEL
+    elif str(model) == ENSEMBLE_MODEL_NAME:
+        bundled = BUNDLED_ENSEMBLE
+    else:
+        return Path(model)
+    if not bundled.exists():
+        raise CheckpointError(
+            f"the bundled model {bundled} is missing from this installation; "
+            "reinstall digitlab or pass a checkpoint path"
+        )
+    return bundled
 
 
 def load_checkpoint(path: str | os.PathLike | None) -> dict[str, Any]:

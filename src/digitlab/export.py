@@ -8,9 +8,10 @@ file (weights inside, no external-data side file) with
   ``(x - 0.1307) / 0.3081`` is part of the graph, exactly as in the PyTorch model;
 * output ``logits``: ``(N, 10)``; the softmax temperature is stored in the metadata and applied
   by the recogniser, the same for every backend;
-* ``metadata_props``: model name and config, classes, the input contract, temperature,
-  validation/test accuracy, digitlab and torch versions, exporter, source checkpoint and its
-  SHA-256, and (for int8 models) how it was quantised. :mod:`digitlab.onnx_backend` reads them.
+* ``metadata_props``: model name and config, classes, the input contract, temperature, energy
+  reference, validation/test accuracy, digitlab and torch versions, exporter, source checkpoint
+  and its SHA-256, and (for int8 models) how it was quantised. :mod:`digitlab.onnx_backend`
+  reads them.
 
 Verification (:func:`verify_parity`) runs ONNX Runtime and PyTorch on the 10,000 real MNIST test
 images and requires the same argmax on every image and probabilities within
@@ -257,6 +258,9 @@ def build_metadata(ckpt: dict[str, Any], parameters: int, exporter: str) -> dict
             }
         ),
         "temperature": repr(float(ckpt.get("temperature", 1.0))),
+        "energy_reference": (
+            repr(float(ckpt["energy_reference"])) if ckpt.get("energy_reference") else ""
+        ),
         "val_accuracy": "" if val_acc is None else repr(val_acc),
         "test_accuracy": "" if test_acc is None else repr(test_acc),
         "epoch": str(ckpt.get("epoch", "")),

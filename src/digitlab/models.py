@@ -228,9 +228,12 @@ class FastNet(nn.Module):
 class Ensemble(nn.Module):
     """Several zoo networks averaged: the accuracy option, at the cost of one pass per member.
 
-    ``members`` are ``{"name", "config", "temperature"}`` dicts; each member's logits are divided
-    by its own calibrated temperature, the probabilities averaged, and their log returned, so
-    ``softmax(output)`` is the ensemble's probability and the "logits" contract holds.
+    ``members`` are ``{"name", "config", "temperature"}`` dicts. Each member's logits are divided
+    by its own calibrated temperature (so members trained differently weigh the same) and the
+    results averaged: ``(N, 10)`` logits again, a geometric mean of the members' probabilities.
+    Averaging logits rather than probabilities keeps their scale, so the logit energy the
+    recogniser reads (``logsumexp``: "how much like a digit") means for the ensemble what it
+    means for one network; the ensemble's own temperature is fitted on top.
     """
 
     def __init__(self, members: list[dict] | tuple[dict, ...] = ()) -> None:
@@ -245,13 +248,10 @@ class Ensemble(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        probs = torch.stack(
-            [
-                torch.softmax(m(x) / t, dim=1)
-                for m, t in zip(self.members, self.temperatures, strict=True)
-            ]
-        ).mean(0)  # (N, 10)
-        return probs.clamp_min(1e-12).log()
+        logits = torch.stack(
+            [m(x) / t for m, t in zip(self.members, self.temperatures, strict=True)]
+        )  # (members, N, 10)
+        return logits.mean(0)
 
 
 # --------------------------------------------------------------------------------------------
@@ -365,7 +365,7 @@ register_model(
 register_model(
     "digitnet",
     DigitNet,
-    "Ours, most accurate: batch-norm CNN, global max+avg pooling (the bundled default model).",
+    "Ours, most accurate: batch-norm CNN, global max+avg pooling (bundled model: --depth 2).",
     width=32,
     depth=1,
     dropout=0.1,

@@ -6,10 +6,10 @@ from an ONNX file (see the README's "Deploy without PyTorch").
 
 The backend follows the engine's backend protocol: ``logits(batch)`` maps float32
 ``(N, 1, 28, 28)`` images in [0, 1] (ink = 1.0) to ``(N, 10)`` logits, and the attributes
-``name``, ``parameters``, ``source``, ``backend``, ``temperature``, ``val_accuracy`` and
-``test_accuracy`` describe the model; they come from the ``metadata_props`` that
-:mod:`digitlab.export` writes. An ONNX file from elsewhere works too if its input and output
-fit, with the file name as model name and temperature 1.0.
+``name``, ``parameters``, ``source``, ``backend``, ``temperature``, ``energy_reference``,
+``val_accuracy`` and ``test_accuracy`` describe the model; they come from the
+``metadata_props`` that :mod:`digitlab.export` writes. An ONNX file from elsewhere works too
+if its input and output fit, with the file name as model name and temperature 1.0.
 """
 
 from __future__ import annotations
@@ -96,6 +96,8 @@ class OnnxBackend:
             self.parameters = 0
         temperature = _optional_float(md.get("temperature"))
         self.temperature: float = temperature if temperature and temperature > 0 else 1.0
+        reference = _optional_float(md.get("energy_reference"))
+        self.energy_reference: float | None = reference if reference and reference > 0 else None
         self.val_accuracy: float | None = _optional_float(md.get("val_accuracy"))
         self.test_accuracy: float | None = _optional_float(md.get("test_accuracy"))
         self.quantization: str = md.get("quantization", "unknown")

@@ -117,6 +117,13 @@ MIN_SNR = 10.0
 # paper texture and JPEG ringing of photos).
 NOISE_K = 4.0
 CONTRAST_FRACTION = 0.3
+# A photo's plain reading (global threshold, no light flattening; see extract_ink) is kept only
+# when its ink and paper differ by at least PLAIN_MIN_CONTRAST grey levels (median against
+# median). Thresholding shaded blank paper plainly cuts the light's gradient into a bar that
+# networks read as a confident 1; a digit's strokes stand far out. Measured where the flattened
+# reading found no ink (seeds 100 and 5): 119 blank photos (gradients, paper, specks) at most
+# 79, median 39; 605 tight crops of MNIST training digits at least 144, median 209.
+PLAIN_MIN_CONTRAST = 100
 
 # Specks: a connected piece of ink is "significant" when its bounding box spans at least
 # MIN_DIGIT_FRACTION of the image's long side (a digit smaller than 6% of a canvas is not
@@ -719,6 +726,14 @@ def _clean_ink(ink: np.ndarray, photo: bool) -> np.ndarray:
     return remove_specks(soft, clear_edges=photo) if soft.any() else soft
 
 
+def _plain_contrast(lum: np.ndarray, ink: np.ndarray) -> float:
+    """Grey levels between the median brightness of the ``ink`` pixels and of the rest."""
+    mask = ink > 0
+    if mask.all():
+        return 0.0
+    return abs(float(np.median(lum[mask])) - float(np.median(lum[~mask])))
+
+
 def extract_ink(source: Any, *, plain_reading: bool = True) -> InkImage:
     """Decode ``source`` and turn it into an :class:`InkImage` (ink = 255, paper = 0).
 
@@ -746,7 +761,7 @@ def extract_ink(source: Any, *, plain_reading: bool = True) -> InkImage:
         # choose (Recognizer.predict_preprocessed).
         plain_dark = _ink_is_dark(lum)
         plain = _clean_ink(_as_ink(lum, plain_dark), False)
-        plain = plain if plain.any() else None
+        plain = plain if plain.any() and _plain_contrast(lum, plain) >= PLAIN_MIN_CONTRAST else None
         plain_polarity = "dark-on-light" if plain_dark else "light-on-dark"
     mask = soft > 0
     has_ink = bool(mask.any())

@@ -8,11 +8,11 @@ One engine behind the CLI, the web server and the desktop app::
 
 The network runs through a *backend*: an object with ``logits(batch)`` (float32
 ``(N, 1, 28, 28)`` in [0, 1], ink = 1 -> ``(N, 10)`` logits) and the attributes ``name``,
-``parameters``, ``source``, ``temperature``, ``val_accuracy`` and ``test_accuracy``.
-:class:`TorchBackend` (here; torch is imported only when it is used) runs checkpoints;
-``digitlab.onnx_backend.OnnxBackend`` runs exported ``.onnx`` files without torch. Everything
-else -- preprocessing, the temperature softmax, the "not sure" rule, segmentation, heat maps --
-is this module's and the same for every backend.
+``parameters``, ``source``, ``temperature``, ``val_accuracy`` and ``test_accuracy`` (and
+optionally ``energy_reference``). :class:`TorchBackend` (here; torch is imported only when it
+is used) runs checkpoints; ``digitlab.onnx_backend.OnnxBackend`` runs exported ``.onnx``
+files without torch. Everything else -- preprocessing, the temperature softmax, the "not sure"
+rule, segmentation, heat maps -- is this module's and the same for every backend.
 
 **Confidence.** Probabilities are ``softmax(logits / T)`` with the temperature ``T`` fitted on
 the validation split after training (:mod:`digitlab.calibrate`), so that a confidence of 0.9
@@ -27,9 +27,10 @@ is right about 90% of the time.
   probability of the digit read is below :data:`STABILITY_THRESHOLD` (0.8). A softmax is
   often confident about things that are not digits at all (a letter, a scribble); such readings
   rarely survive small changes, a digit's do; or
-* the model's top logit is below the backend's ``logit_threshold``, when its checkpoint
-  provides one (the 2nd percentile of the top logit over the validation split: inputs that
-  excite no class as strongly as real digits do).
+* the energy of its calibrated logits (``logsumexp``, on the reference scale: see
+  :meth:`Recognizer.energies`) is below :data:`UNCERTAIN_ENERGY`: an input that excites no
+  class as strongly as real digits do (energy-based out-of-distribution detection, Liu et al.
+  2020). A confident softmax on a letter often has weak logits underneath.
 
 On MNIST test digits drawn on a canvas this flags ~2-4% of the digits, which hold most of the
 model's errors, and most scribbles and letters (see ``tests/test_recognizer.py``).
@@ -67,19 +68,36 @@ BATCH_SIZE = 256
 # 98.9% development model (temperature fitted on the 5,000-digit validation split): confidence
 # < 0.8 flagged 1.5% of MNIST's test digits, holding 65% of its errors; adding the stability
 # rule at 0.8 flagged 3.6% of canvas-drawn digits but 63% of scribbles and 61% of letters
-# (confidence alone: 35% and 30%). With the shipped model, benchmarks/robustness.py measures
-# 64.7% of scribbles and 58.0% of letters flagged.
+# (confidence alone: 35% and 30%). With the shipped model and the energy rule below,
+# benchmarks/robustness.py measures 83.0% of scribbles and 60.3% of letters flagged.
 CONFIDENCE_THRESHOLD = 0.8
 MARGIN_THRESHOLD = 0.5
 STABILITY_THRESHOLD = 0.8
 STABILITY_ROTATIONS = (-12.0, 12.0)  # degrees
 STABILITY_SCALES = (0.85, 1.15)
+# Energy rule, on ENERGY_REFERENCE's scale. Chosen on 1,400 canvas drawings of *validation*
+# digits and 300 letters and 300 scribbles (seed 7). Bundled digitnet w32 d2: the other rules
+# alone flag 1.8% of the digits (73% of their errors), 40% of letters, 61% of scribbles; adding
+# energy < 6.0 flags 3.4% of the digits (82% of the errors), 62% of letters and 77% of
+# scribbles (5.5: 2.4% / 57% / 71%; 6.5: 4.4% / 68% / 83%).
+UNCERTAIN_ENERGY = 6.0
 # A photo whose light-flattened reading has no ink is still read from its plain threshold when
-# that looks this much like a digit (energy: logsumexp of the calibrated logits). Bundled
-# model: the plain readings of 600 blank photos (gradients, empty paper, specks, noise) reached
-# 6.16 once, 5.27 next; whole MNIST digits have a 5th percentile of 6.4 (see segment.py). Set
-# above the blanks: "no digit" must stay no digit, so only clearly digit-like ones are rescued.
+# that looks this much like a digit (energy: logsumexp of the calibrated logits, reference
+# scale). Blank photos rarely get that far: their plain readings are dropped for low contrast
+# (preprocess.PLAIN_MIN_CONTRAST); this is the second guard. Bundled digitnet w32 d2, 605 tight
+# crops of *training* digits that need the plain reading: above 6.5, 576 read right, 2 wrong
+# (7.5: 549 / 0; 8.0: 478 / 0). Without the contrast gate, blank photos reached 7.7 with this
+# model (9.5 with a w28 d2 candidate, 6.2 with the first bundled model): an energy threshold
+# alone cannot tell them from digits across models.
 ALTERNATIVE_MIN_ENERGY = 6.5
+# The energy thresholds (UNCERTAIN_ENERGY, ALTERNATIVE_MIN_ENERGY, segment.WHOLE_ENERGY) are on
+# the scale of the model bundled first (digitnet w32 d1, T 0.508), whose 5,000 validation
+# digits have a median energy of 8.49. Networks scale their logits differently (a retrain of it
+# on all 60k images: median 7.8 at the same temperature), so a model whose checkpoint records
+# its own median (``energy_reference``, stored when the temperature is fitted) has its energies
+# multiplied by ENERGY_REFERENCE / its median before any threshold applies; a model without
+# one is taken as it is.
+ENERGY_REFERENCE = 8.49
 BACKENDS = ("auto", "torch", "onnx")
 # PyTorch inference threads. These nets are small: a single thread ran a 256-image batch of
 # an early 24k-parameter digitnet in ~47 ms, and a pool of threads competing for busy cores
@@ -263,12 +281,12 @@ class TorchBackend:
         self.parameters: int = count_parameters(model)
         self.source: str = str(ckpt.get("path", "checkpoint"))
         self.temperature: float = float(ckpt.get("temperature") or 1.0)
+        reference = ckpt.get("energy_reference")
+        self.energy_reference: float | None = (
+            float(reference) if isinstance(reference, (int, float)) and reference > 0 else None
+        )
         self.val_accuracy = _metric(metrics, "val_acc", "val_accuracy")
         self.test_accuracy = _metric(metrics, "test_acc", "test_accuracy")
-        threshold = ckpt.get("logit_threshold")
-        self.logit_threshold: float | None = (
-            float(threshold) if isinstance(threshold, (int, float)) else None
-        )
 
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike | None) -> TorchBackend:
@@ -340,18 +358,15 @@ def stability_views(image: np.ndarray) -> list[np.ndarray]:
 
 
 def is_uncertain(
-    probabilities: np.ndarray,
-    stability: float = 1.0,
-    top_logit: float | None = None,
-    logit_threshold: float | None = None,
+    probabilities: np.ndarray, stability: float = 1.0, energy: float | None = None
 ) -> bool:
-    """The "not sure" rule of the module docstring."""
+    """The "not sure" rule of the module docstring (``energy`` on the reference scale)."""
     p = np.sort(np.asarray(probabilities))[::-1]
     if p[0] < CONFIDENCE_THRESHOLD or p[0] - p[1] < MARGIN_THRESHOLD:
         return True
     if stability < STABILITY_THRESHOLD:
         return True
-    return top_logit is not None and logit_threshold is not None and top_logit < logit_threshold
+    return energy is not None and energy < UNCERTAIN_ENERGY
 
 
 def _check_top_k(top_k: int) -> int:
@@ -396,6 +411,8 @@ class Recognizer:
             val_accuracy=getattr(backend, "val_accuracy", None),
             test_accuracy=getattr(backend, "test_accuracy", None),
         )
+        reference = getattr(backend, "energy_reference", None)
+        self._energy_scale = ENERGY_REFERENCE / reference if reference else 1.0
 
     def __repr__(self) -> str:
         return f"Recognizer({self.info.name!r}, backend={self.info.backend!r})"
@@ -416,6 +433,16 @@ class Recognizer:
     def probabilities(self, images: np.ndarray) -> np.ndarray:
         """Calibrated probabilities (N, 10) for 28x28 model inputs (see :meth:`logits`)."""
         return softmax(self.logits(images), self.info.temperature)
+
+    def energies(self, images: np.ndarray) -> np.ndarray:
+        """Energy (``logsumexp`` of the calibrated logits) of 28x28 model inputs, on the scale
+        the recogniser's thresholds were set on (see ENERGY_REFERENCE): (N,) float64, large
+        for a whole digit, small for a fragment or something that is no digit."""
+        return self._energy(self.logits(images) / self.info.temperature)
+
+    def _energy(self, scaled_logits: np.ndarray) -> np.ndarray:
+        """Energy of already calibrated logits, times the model's energy scale."""
+        return logsumexp(scaled_logits) * self._energy_scale
 
     # -- public API ------------------------------------------------------------------------
 
@@ -469,15 +496,12 @@ class Recognizer:
         probs = softmax(logits.reshape(-1, NUM_CLASSES), self.info.temperature).reshape(
             logits.shape
         )
-        threshold = getattr(self.backend, "logit_threshold", None)
+        energy = self._energy(logits[:, 0] / self.info.temperature)  # (len(inked),)
         for k, i in enumerate(inked):
             p = probs[k, 0]
             digit = int(p.argmax())
             flag = is_uncertain(
-                p,
-                stability=float(probs[k, :, digit].mean()),
-                top_logit=float(logits[k, 0].max()),
-                logit_threshold=threshold,
+                p, stability=float(probs[k, :, digit].mean()), energy=float(energy[k])
             )
             out[i] = make_prediction(p, items[i].image, top_k, uncertain=flag)
         return out
@@ -493,7 +517,7 @@ class Recognizer:
         if not pairs:
             return list(items)
         stack = np.stack([im for i in pairs for im in (items[i].image, items[i].alternative.image)])
-        energy = logsumexp(self.logits(stack) / self.info.temperature).reshape(len(pairs), 2)
+        energy = self.energies(stack).reshape(len(pairs), 2)
         chosen = list(items)
         for k, i in enumerate(pairs):
             floor = energy[k, 0] if items[i].has_ink else ALTERNATIVE_MIN_ENERGY
@@ -533,7 +557,7 @@ class Recognizer:
                 return [Reading(0, 0.0)] * len(option)
             scaled = self.logits(np.stack([p.image for p in pres])) / self.info.temperature
             probs = softmax(scaled, 1.0)
-            energy = logsumexp(scaled)
+            energy = self._energy(scaled)
             return [
                 Reading(int(row.argmax()), float(row.max()), float(e))
                 for row, e in zip(probs, energy, strict=True)
@@ -584,8 +608,9 @@ def _onnx_recognizer(path: Path) -> Recognizer:
 def load_model(model: Any = None, backend: str = "auto") -> Recognizer:
     """Load a recogniser.
 
-    ``model``: None / "default" / "bundled" = the bundled model; a path ending in ``.onnx`` runs
-    with ONNX Runtime; any other path is a digitlab checkpoint run with PyTorch. ``backend``:
+    ``model``: None / "default" / "bundled" = the bundled model; "ensemble" = the bundled
+    ensemble (more accurate, ~4x slower; PyTorch only); a path ending in ``.onnx`` runs with ONNX
+    Runtime; any other path is a digitlab checkpoint run with PyTorch. ``backend``:
     "auto" (by the path; the bundled model uses torch when installed, else the bundled
     ``default.onnx`` if present), "torch" or "onnx". A :class:`Recognizer` is returned as it is.
     Raises :class:`CheckpointError` with a clear message for missing, corrupt or incompatible

@@ -800,7 +800,12 @@ def _calibrate(best_path: Path, s: _Splits, device: torch.device) -> None:
     if not len(s.val_y):
         log.info("no validation split: temperature left at 1.0")
         return
-    from .calibrate import expected_calibration_error, fit_temperature, softmax
+    from .calibrate import (
+        energy_reference,
+        expected_calibration_error,
+        fit_temperature,
+        softmax,
+    )
     from .checkpoint import build_model
 
     ckpt = load_checkpoint(best_path)
@@ -811,8 +816,10 @@ def _calibrate(best_path: Path, s: _Splits, device: torch.device) -> None:
     ece_before = expected_calibration_error(softmax(logits, 1.0), labels)
     ece_after = expected_calibration_error(softmax(logits, t), labels)
     ckpt["temperature"] = float(t)
+    ckpt["energy_reference"] = energy_reference(logits, t)
     ckpt["calibration"] = {
         "temperature": float(t),
+        "energy_reference": ckpt["energy_reference"],
         "val_ece_before": float(ece_before),
         "val_ece_after": float(ece_after),
     }

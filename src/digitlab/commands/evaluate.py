@@ -9,7 +9,10 @@ from pathlib import Path
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("evaluate", help="evaluate a checkpoint on MNIST")
-    p.add_argument("checkpoint", help="a checkpoint .pt, or 'default' for the bundled model")
+    p.add_argument(
+        "checkpoint",
+        help="a checkpoint .pt, or 'default' / 'ensemble' for a bundled model",
+    )
     p.add_argument(
         "--split",
         choices=("test", "val", "train"),
@@ -48,6 +51,8 @@ def _default_out(ckpt_path: Path, split: str) -> Path:
 
     if ckpt_path.resolve() == BUNDLED_MODEL.resolve():
         return Path("digitlab-eval") / split
+    if ckpt_path.resolve().parent == BUNDLED_MODEL.resolve().parent:  # never inside the package
+        return Path("digitlab-eval") / f"{ckpt_path.stem}-{split}"
     return ckpt_path.parent / f"eval-{ckpt_path.stem}-{split}"
 
 

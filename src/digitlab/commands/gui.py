@@ -7,8 +7,10 @@ from pathlib import Path
 
 from ..errors import DigitlabError
 
-# Names that mean "the bundled model" (as for `digitlab predict --model`).
+# Names that mean "the bundled model" (as for `digitlab predict --model`), and the bundled
+# ensemble's (checkpoint.ENSEMBLE_MODEL_NAME; not imported: that module needs torch).
 BUNDLED_NAMES = ("default", "bundled")
+ENSEMBLE_NAME = "ensemble"
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -18,13 +20,18 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Open the desktop app. It starts with --model, else the newest "
         "runs/*/best.pt in the current folder, else the bundled model.",
     )
-    p.add_argument("--model", metavar="PATH", help="checkpoint (.pt) or ONNX model to start with")
+    p.add_argument(
+        "--model",
+        metavar="PATH",
+        help="checkpoint (.pt) or ONNX model to start with, or 'ensemble'",
+    )
     p.add_argument("--multi", action="store_true", help="start in multi-digit mode")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.model and args.model not in BUNDLED_NAMES and not Path(args.model).is_file():
+    named = (*BUNDLED_NAMES, ENSEMBLE_NAME)
+    if args.model and args.model not in named and not Path(args.model).is_file():
         raise DigitlabError(f"--model {args.model}: no such file")
     try:
         from ..gui import run_app

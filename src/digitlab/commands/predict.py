@@ -40,7 +40,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("paths", nargs="+", metavar="PATH", help="image file, folder or glob")
     p.add_argument(
-        "--model", default=None, help="checkpoint (.pt) or ONNX (.onnx) file (default: bundled)"
+        "--model",
+        default=None,
+        help="checkpoint (.pt) or ONNX (.onnx) file, or 'ensemble' (default: the bundled model)",
     )
     p.add_argument("--backend", choices=("auto", "torch", "onnx"), default="auto")
     p.add_argument("--top-k", type=int, default=3, metavar="K", help="top digits to list (1-10)")

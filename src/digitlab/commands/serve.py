@@ -29,7 +29,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--port", type=int, help="TCP port (default 8000)")
     p.add_argument(
-        "--model", metavar="PATH", help="checkpoint (.pt) or ONNX file (default: the bundled model)"
+        "--model",
+        metavar="PATH",
+        help="checkpoint (.pt) or ONNX file, or 'ensemble' (default: the bundled model)",
     )
     p.add_argument(
         "--backend", choices=("auto", "torch", "onnx"), help="inference backend (default auto)"
