@@ -14,7 +14,6 @@ temperature on; ``--temperature-from`` takes it from the same recipe's validatio
 from __future__ import annotations
 
 import argparse
-import csv
 import subprocess
 import sys
 from pathlib import Path
@@ -22,6 +21,7 @@ from pathlib import Path
 import torch
 
 from digitlab.checkpoint import BUNDLED_MODEL, atomic_write, load_checkpoint
+from digitlab.train import run_train_seconds
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -45,9 +45,9 @@ def main(argv: list[str] | None = None) -> int:
         if "energy_reference" in donor:
             ckpt["energy_reference"] = donor["energy_reference"]
         ckpt["calibration"] = {**donor["calibration"], "source": str(args.temperature_from)}
-    with open(args.run_dir / "metrics.csv") as f:
-        rows = list(csv.DictReader(f))
-    ckpt["train_seconds"] = sum(float(r["seconds"]) for r in rows)
+    ckpt["train_seconds"] = run_train_seconds(args.run_dir)
+    if ckpt["train_seconds"] is None:
+        p.error(f"{args.run_dir}: no metrics.csv (not a training run folder)")
     ckpt["source_run"] = args.run_dir.name
     ckpt.pop("path", None)
     atomic_write(BUNDLED_MODEL, lambda tmp: torch.save(ckpt, tmp))

@@ -11,28 +11,19 @@ measured and stored in the checkpoint. The result loads like any checkpoint
 from __future__ import annotations
 
 import argparse
-import csv
 import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from digitlab.calibrate import energy_reference, fit_temperature
+from digitlab.calibrate import calibration_record
 from digitlab.checkpoint import build_model, load_checkpoint, save_checkpoint
 from digitlab.data import load_mnist, split_indices
 from digitlab.errors import DigitlabError
 from digitlab.evaluate import loss_and_accuracy, predict_logits
 from digitlab.models import create_model
-
-
-def train_seconds(member: str) -> float | None:
-    """Training time of a member: its run's metrics.csv, if the checkpoint sits in its run."""
-    metrics = Path(member).parent / "metrics.csv"
-    if not metrics.is_file():
-        return None
-    with metrics.open() as f:
-        return sum(float(row["seconds"]) for row in csv.DictReader(f))
+from digitlab.train import run_train_seconds
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -63,14 +54,15 @@ def main(argv: list[str] | None = None) -> int:
     test_logits = predict_logits(model, data.test_images)
     val_acc = loss_and_accuracy(val_logits, val_labels)[1]
     test_acc = loss_and_accuracy(test_logits, data.test_labels)[1]
-    t = fit_temperature(val_logits.numpy(), np.asarray(val_labels))
-    reference = energy_reference(val_logits.numpy(), t)
+    record = calibration_record(val_logits.numpy(), np.asarray(val_labels))
+    t = record["temperature"]
     train_config = {
         "val_size": val_size,
         "split_seed": split_seed,
         "members": [str(m) for m in args.members],
     }
-    seconds = [train_seconds(m) for m in args.members]
+    # Each member's training time, from its run's metrics.csv when the checkpoint sits in its run.
+    seconds = [run_train_seconds(Path(m).parent) for m in args.members]
     save_checkpoint(
         args.out,
         model_name="ensemble",
@@ -81,8 +73,8 @@ def main(argv: list[str] | None = None) -> int:
         temperature=t,
         extra={
             "train_seconds": sum(seconds) if None not in seconds else None,
-            "energy_reference": reference,
-            "calibration": {"temperature": t, "energy_reference": reference},
+            "energy_reference": record["energy_reference"],
+            "calibration": record,
         },
     )
     for path, c in zip(args.members, ckpts, strict=True):

@@ -140,3 +140,16 @@ def expected_calibration_error(
     rows = reliability(probs, labels, n_bins)
     total = sum(r["count"] for r in rows)
     return float(sum(r["count"] * abs(r["accuracy"] - r["confidence"]) for r in rows) / total)
+
+
+def calibration_record(logits: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+    """Everything a checkpoint keeps from calibrating on held-out ``logits`` / ``labels``: the
+    fitted ``temperature``, the ``energy_reference`` at that temperature, and the expected
+    calibration error before (T = 1) and after (``val_ece_before``, ``val_ece_after``)."""
+    t = fit_temperature(logits, labels)
+    return {
+        "temperature": t,
+        "energy_reference": energy_reference(logits, t),
+        "val_ece_before": expected_calibration_error(softmax(logits, 1.0), labels),
+        "val_ece_after": expected_calibration_error(softmax(logits, t), labels),
+    }

@@ -376,6 +376,16 @@ def _write_metrics_csv(path: Path, history: list[dict]) -> None:
     atomic_write(path, lambda tmp: Path(tmp).write_text(buf.getvalue()))
 
 
+def run_train_seconds(run_dir: str | os.PathLike) -> float | None:
+    """Training time of a run: the sum of its metrics.csv ``seconds`` column (evaluation
+    excluded); None when the folder has no metrics.csv."""
+    path = Path(run_dir) / "metrics.csv"
+    if not path.is_file():
+        return None
+    with path.open() as f:
+        return sum(float(row["seconds"]) for row in csv.DictReader(f))
+
+
 def save_curves_png(path: Path, history: list[dict], title: str = "") -> None:
     """Loss, accuracy and epoch-time curves of a run, as one PNG."""
     import matplotlib
@@ -800,34 +810,22 @@ def _calibrate(best_path: Path, s: _Splits, device: torch.device) -> None:
     if not len(s.val_y):
         log.info("no validation split: temperature left at 1.0")
         return
-    from .calibrate import (
-        energy_reference,
-        expected_calibration_error,
-        fit_temperature,
-        softmax,
-    )
+    from .calibrate import calibration_record
     from .checkpoint import build_model
 
     ckpt = load_checkpoint(best_path)
     model = build_model(ckpt).to(device)
     logits = predict_logits(model, s.val_x, device=device).numpy()
     labels = s.val_y.cpu().numpy()
-    t = fit_temperature(logits, labels)
-    ece_before = expected_calibration_error(softmax(logits, 1.0), labels)
-    ece_after = expected_calibration_error(softmax(logits, t), labels)
-    ckpt["temperature"] = float(t)
-    ckpt["energy_reference"] = energy_reference(logits, t)
-    ckpt["calibration"] = {
-        "temperature": float(t),
-        "energy_reference": ckpt["energy_reference"],
-        "val_ece_before": float(ece_before),
-        "val_ece_after": float(ece_after),
-    }
+    record = calibration_record(logits, labels)
+    ckpt["temperature"] = record["temperature"]
+    ckpt["energy_reference"] = record["energy_reference"]
+    ckpt["calibration"] = record
     ckpt.pop("path", None)
     atomic_write(best_path, lambda tmp: torch.save(ckpt, tmp))
     log.info(
         "calibrated best.pt: temperature %.3f, validation ECE %.4f -> %.4f",
-        t,
-        ece_before,
-        ece_after,
+        record["temperature"],
+        record["val_ece_before"],
+        record["val_ece_after"],
     )
