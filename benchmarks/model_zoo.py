@@ -26,8 +26,9 @@ from pathlib import Path
 import torch
 
 from common import RESULTS, machine, mnist_dir
-from digitlab.checkpoint import load_checkpoint, load_model_from_checkpoint
+from digitlab.checkpoint import load_model_from_checkpoint
 from digitlab.data import load_mnist
+from digitlab.errors import CheckpointError
 from digitlab.export import single_latencies
 from digitlab.models import available_models, count_parameters
 from digitlab.train import TrainConfig, train
@@ -74,10 +75,9 @@ def bundled_row(name: str = "default") -> dict | None:
     """A bundled model (``default`` or ``ensemble``), from the metrics its making recorded
     (not retrained here)."""
     try:
-        ckpt = load_checkpoint(name)
-    except Exception:
+        model, ckpt = load_model_from_checkpoint(name)  # one read of the file
+    except CheckpointError:  # not installed (or unreadable): no row
         return None
-    model, _ = load_model_from_checkpoint(name)
     tc = ckpt.get("train_config", {})
     return {
         "model": f"{name} (bundled {ckpt['model_name']})",
