@@ -29,18 +29,12 @@ from typing import Any
 import torch
 from torch import nn
 
+from .bundled import BUNDLED_ENSEMBLE, BUNDLED_MODEL, DEFAULT_MODEL_NAMES, ENSEMBLE_MODEL_NAME
 from .errors import CheckpointError, DigitlabError
 from .models import create_model
 
 FORMAT = "digitlab-checkpoint"
 FORMAT_VERSION = 1
-# The bundled default model, shipped inside the package.
-BUNDLED_MODEL = Path(__file__).resolve().parent / "weights" / "default.pt"
-DEFAULT_MODEL_NAMES = ("default", "bundled")
-# The accuracy option, shipped too: an ensemble of four seeds of the default model's recipe
-# (MODEL_CARD.md), about 4x the latency.
-BUNDLED_ENSEMBLE = BUNDLED_MODEL.with_name("ensemble.pt")
-ENSEMBLE_MODEL_NAME = "ensemble"
 
 
 def atomic_write(path: str | os.PathLike, write: Any) -> None:

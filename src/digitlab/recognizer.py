@@ -54,6 +54,7 @@ from typing import Any, Protocol
 import numpy as np
 from PIL import Image
 
+from .bundled import BUNDLED_ONNX, DEFAULT_MODEL_NAMES
 from .calibrate import logsumexp, softmax
 from .errors import CheckpointError, DigitlabError
 from .preprocess import Preprocessed, extract_ink, preprocess_ink, to_model_input
@@ -107,7 +108,6 @@ INFERENCE_THREADS = 1
 ENV_TORCH_THREADS = "DIGITLAB_TORCH_THREADS"
 # torch.set_num_threads is process-wide: one inference call at a time changes it.
 _THREADS_LOCK = threading.Lock()
-BUNDLED_ONNX = Path(__file__).resolve().parent / "weights" / "default.onnx"
 
 
 # --------------------------------------------------------------------------------------------
@@ -620,7 +620,7 @@ def load_model(model: Any = None, backend: str = "auto") -> Recognizer:
         return model
     if backend not in BACKENDS:
         raise DigitlabError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
-    bundled = model is None or str(model) in ("default", "bundled")
+    bundled = model is None or str(model) in DEFAULT_MODEL_NAMES
     if bundled:
         if backend == "onnx" or (backend == "auto" and not _torch_available()):
             if not BUNDLED_ONNX.exists():

@@ -47,7 +47,7 @@ def _split_arrays(data, ckpt: dict, split: str):
 
 
 def _default_out(ckpt_path: Path, split: str) -> Path:
-    from ..checkpoint import BUNDLED_MODEL
+    from ..bundled import BUNDLED_MODEL
 
     if ckpt_path.resolve() == BUNDLED_MODEL.resolve():
         return Path("digitlab-eval") / split

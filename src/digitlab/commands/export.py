@@ -6,6 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
+from ..bundled import DEFAULT_MODEL_NAMES
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the ``export`` subcommand."""
@@ -60,7 +62,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _default_out(model: str, quantize: str | None) -> Path:
     """``<checkpoint stem>[.int8].onnx`` in the current folder."""
-    stem = "digitlab-default" if model in ("default", "bundled") else Path(model).stem
+    stem = "digitlab-default" if model in DEFAULT_MODEL_NAMES else Path(model).stem
     return Path(f"{stem}.int8.onnx" if quantize else f"{stem}.onnx")
 
 

@@ -5,12 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..bundled import DEFAULT_MODEL_NAMES, ENSEMBLE_MODEL_NAME
 from ..errors import DigitlabError
-
-# Names that mean "the bundled model" (as for `digitlab predict --model`), and the bundled
-# ensemble's (checkpoint.ENSEMBLE_MODEL_NAME; not imported: that module needs torch).
-BUNDLED_NAMES = ("default", "bundled")
-ENSEMBLE_NAME = "ensemble"
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -30,7 +26,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    named = (*BUNDLED_NAMES, ENSEMBLE_NAME)
+    named = (*DEFAULT_MODEL_NAMES, ENSEMBLE_MODEL_NAME)
     if args.model and args.model not in named and not Path(args.model).is_file():
         raise DigitlabError(f"--model {args.model}: no such file")
     try:
@@ -42,5 +38,5 @@ def run(args: argparse.Namespace) -> int:
             f"the desktop app needs Tk, which this Python lacks ({exc}); on Debian/Ubuntu "
             "install python3-tk, or use `digitlab serve` and a browser"
         ) from None
-    model = None if args.model in BUNDLED_NAMES else args.model
+    model = None if args.model in DEFAULT_MODEL_NAMES else args.model
     return run_app(model, multi=args.multi)
