@@ -40,7 +40,7 @@ from pathlib import Path
 import numpy as np
 
 from common import mnist_dir
-from digitlab.export import single_latencies, throughput_window
+from digitlab.training.export import single_latencies, throughput_window
 
 RESULTS = Path(__file__).resolve().parent / "results"
 TARGET_IMAGES_PER_S = 20_000  # batch 256, fastest backend, 2 cores
@@ -201,9 +201,9 @@ def ort_backends(
     ckpt_arg: str, tmp: Path, threads: int, data_dir
 ) -> dict[str, tuple[str, Callable, float]]:
     """Float and int8 ONNX exports of the model, run with ONNX Runtime."""
-    from digitlab.errors import DigitlabError
-    from digitlab.export import export_onnx
-    from digitlab.onnx_backend import OnnxBackend
+    from digitlab.core.errors import DigitlabError
+    from digitlab.engine.backends.onnx import OnnxBackend
+    from digitlab.training.export import export_onnx
 
     out: dict[str, tuple[str, Callable, float]] = {}
     t0 = time.perf_counter()
@@ -292,10 +292,10 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
     import torch
 
-    from digitlab.checkpoint import load_model_from_checkpoint
-    from digitlab.data import load_mnist
-    from digitlab.errors import DataError
-    from digitlab.models import count_parameters
+    from digitlab.core.errors import DataError
+    from digitlab.training.checkpoint import load_model_from_checkpoint
+    from digitlab.training.data import load_mnist
+    from digitlab.training.models import count_parameters
 
     torch.set_num_threads(args.threads)
     torch.set_num_interop_threads(1)

@@ -1,6 +1,6 @@
 """Every registered network trained with the same recipe: parameters, time, accuracy, latency.
 
-Each model is trained by the real pipeline (``digitlab.train.train``) on the 55,000-image
+Each model is trained by the real pipeline (``digitlab.training.trainer.train``) on the 55,000-image
 training split, the checkpoint with the best validation accuracy is kept, and its test accuracy
 is reported (test is never used for choices). Single-image latency is the median of repeated
 ``model(x)`` calls on one ``(1, 1, 28, 28)`` image under ``torch.inference_mode`` after warm-up.
@@ -26,12 +26,12 @@ from pathlib import Path
 import torch
 
 from common import RESULTS, machine, mnist_dir
-from digitlab.checkpoint import load_model_from_checkpoint
-from digitlab.data import load_mnist
-from digitlab.errors import CheckpointError
-from digitlab.export import single_latencies
-from digitlab.models import available_models, count_parameters
-from digitlab.train import TrainConfig, train
+from digitlab.core.errors import CheckpointError
+from digitlab.training.checkpoint import load_model_from_checkpoint
+from digitlab.training.data import load_mnist
+from digitlab.training.export import single_latencies
+from digitlab.training.models import available_models, count_parameters
+from digitlab.training.trainer import TrainConfig, train
 
 LATENCY_RUNS = 300
 

@@ -1,7 +1,7 @@
 """Accuracy of the recogniser on every kind of image users hand it, calibration, preprocessing time.
 
 For one model (``--model``: a checkpoint, an ``.onnx`` file, or the bundled model) it measures,
-on images made from real MNIST *test* digits (``digitlab.synth``):
+on images made from real MNIST *test* digits (``tune_images``):
 
 * canvas drawings (280x280): small, large, off-centre, thick pen, 1-2 px pen, dark on light,
   RGBA canvas export -- target >= 99% together;
@@ -41,11 +41,14 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import tune_images as synth
 from common import RESULTS, machine, mnist_dir
-from digitlab import calibrate, synth
-from digitlab.data import load_mnist, split_indices
-from digitlab.preprocess import to_model_input
-from digitlab.recognizer import Recognizer, load_model, softmax
+from digitlab.api import load_model
+from digitlab.engine import calibrate
+from digitlab.engine.calibrate import softmax
+from digitlab.engine.preprocess import to_model_input
+from digitlab.engine.recognizer import Recognizer
+from digitlab.training.data import load_mnist, split_indices
 
 logger = logging.getLogger("benchmarks.robustness")
 
@@ -241,7 +244,7 @@ def run(args: argparse.Namespace) -> dict:
     rec = load_model(args.model, backend=args.backend)
     meta: dict = {}
     if rec.info.backend == "torch":
-        from digitlab.checkpoint import load_checkpoint
+        from digitlab.training.checkpoint import load_checkpoint
 
         meta = load_checkpoint(args.model).get("train_config") or {}
     mnist = load_mnist(mnist_dir(args.data_dir), download=False)

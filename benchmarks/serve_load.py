@@ -82,7 +82,7 @@ class RunResult:
 def canvas_png(data_dir: str | None) -> tuple[bytes, str]:
     """The PNG the page would send: an MNIST digit (or a drawn 7) on a white 280x280 canvas."""
     if data_dir:
-        from digitlab.data import load_mnist
+        from digitlab.training.data import load_mnist
 
         mnist = load_mnist(data_dir, download=False)
         digit = mnist.test_images[PAYLOAD_INDEX]

@@ -36,11 +36,11 @@ import numpy as np
 import torch
 
 from common import RESULTS, machine, mnist_dir
-from digitlab.augment import augment_batch
-from digitlab.data import load_mnist, split_indices
-from digitlab.evaluate import loss_and_accuracy, predict_logits
-from digitlab.models import create_model
-from digitlab.train import (
+from digitlab.training.augment import augment_batch
+from digitlab.training.data import load_mnist, split_indices
+from digitlab.training.evaluate import loss_and_accuracy, predict_logits
+from digitlab.training.models import create_model
+from digitlab.training.trainer import (
     TrainConfig,
     augment_config,
     epoch_generator,

@@ -20,8 +20,10 @@ from pathlib import Path
 
 import torch
 
-from digitlab.checkpoint import BUNDLED_MODEL, atomic_write, load_checkpoint
-from digitlab.train import run_train_seconds
+from digitlab.core.io import atomic_write
+from digitlab.core.resolve import BUNDLED_MODEL
+from digitlab.training.checkpoint import load_checkpoint
+from digitlab.training.trainer import run_train_seconds
 
 
 def main(argv: list[str] | None = None) -> int:

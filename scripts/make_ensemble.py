@@ -17,13 +17,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from digitlab.calibrate import calibration_record
-from digitlab.checkpoint import build_model, load_checkpoint, save_checkpoint
-from digitlab.data import load_mnist, split_indices
-from digitlab.errors import DigitlabError
-from digitlab.evaluate import loss_and_accuracy, predict_logits
-from digitlab.models import create_model
-from digitlab.train import run_train_seconds
+from digitlab.core.errors import DigitlabError
+from digitlab.engine.calibrate import calibration_record
+from digitlab.training.checkpoint import build_model, load_checkpoint, save_checkpoint
+from digitlab.training.data import load_mnist, split_indices
+from digitlab.training.evaluate import loss_and_accuracy, predict_logits
+from digitlab.training.models import create_model
+from digitlab.training.trainer import run_train_seconds
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -40,7 +40,7 @@ def mnist_dir() -> Path:
 @pytest.fixture(scope="session")
 def mnist(mnist_dir: Path):
     """The verified MNIST arrays (loaded once for the whole test session)."""
-    from digitlab.data import load_mnist
+    from digitlab.training.data import load_mnist
 
     return load_mnist(mnist_dir, download=False)
 
@@ -55,7 +55,7 @@ def artifacts_dir() -> Path:
 @pytest.fixture(scope="session")
 def recognizer():
     """The bundled model's recogniser, loaded once for the whole test session."""
-    from digitlab.recognizer import load_model
+    from digitlab.api import load_model
 
     return load_model(None)
 
@@ -63,7 +63,7 @@ def recognizer():
 @pytest.fixture(scope="module")
 def server(recognizer):
     """Base URL of a real server on a free loopback port, with the default settings."""
-    from digitlab.server import BackgroundServer, ServerSettings, create_app
+    from digitlab.apps.server import BackgroundServer, ServerSettings, create_app
 
     app = create_app(ServerSettings(access_log=False), recognizer=recognizer)
     with BackgroundServer(app) as url:

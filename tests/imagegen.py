@@ -1,6 +1,6 @@
 """Helpers shared by the engine's tests: image files made here.
 
-The images of MNIST digits re-drawn in many ways live in :mod:`digitlab.synth` (the benchmark
+The images of MNIST digits re-drawn in many ways live in :mod:`tune_images` (the benchmark
 uses them too); this module adds what only tests need: encoding images in every file format, a
 crafted decompression bomb and EXIF-rotated JPEGs. The recogniser under test is the session
 fixture ``recognizer`` in ``conftest.py``.

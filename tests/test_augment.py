@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from digitlab.augment import AugmentConfig, augment_batch
+from digitlab.training.augment import AugmentConfig, augment_batch
 
 
 def _digits(mnist, n: int = 64) -> torch.Tensor:

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from digitlab.checkpoint import (
+from digitlab.core.errors import CheckpointError
+from digitlab.training.checkpoint import (
     FORMAT_VERSION,
     atomic_write,
     build_model,
@@ -16,8 +17,7 @@ from digitlab.checkpoint import (
     load_model_from_checkpoint,
     save_checkpoint,
 )
-from digitlab.errors import CheckpointError
-from digitlab.models import create_model, model_config
+from digitlab.training.models import create_model, model_config
 
 
 def _save(path: Path, **kw) -> torch.nn.Module:

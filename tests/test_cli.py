@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from digitlab import __version__, available_models
-from digitlab.cli import COMMANDS, build_parser, main
+from digitlab.apps.cli import COMMANDS, build_parser, main
 
 
 def test_python_dash_m_and_console_script_run() -> None:

@@ -19,9 +19,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from digitlab import data
-from digitlab.cli import main
-from digitlab.data import MNIST_FILES, DataError
+from digitlab.apps.cli import main
+from digitlab.training import data
+from digitlab.training.data import MNIST_FILES, DataError
 
 IMAGE_HEADER = 16  # IDX: magic + 3 dimensions, 4 bytes each
 LABEL_HEADER = 8  # IDX: magic + 1 dimension
@@ -50,7 +50,7 @@ def gz_files(raw_files: dict[str, bytes]) -> dict[str, bytes]:
 
 @pytest.fixture(scope="session")
 def oracle(raw_files: dict[str, bytes]) -> dict[str, np.ndarray]:
-    """The arrays, parsed here independently of digitlab.data (fixed IDX header sizes)."""
+    """The arrays, parsed here independently of digitlab.training.data (fixed IDX header sizes)."""
     out = {}
     for key, spec in MNIST_FILES.items():
         header = IMAGE_HEADER if spec.kind == "images" else LABEL_HEADER

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from digitlab.checkpoint import load_model_from_checkpoint
+from digitlab.training.checkpoint import load_model_from_checkpoint
 
 # This 2-process run measured 94.75% test accuracy after its epoch; 90% leaves margin.
 TEST_ACC_FLOOR = 0.90

@@ -1,7 +1,7 @@
 """ONNX export, the ONNX Runtime backend and int8 quantisation, on the real MNIST test set.
 
 One float and one int8 export of the bundled model are made per session through the real CLI
-(``digitlab.cli.main``); the float export's own report covers parity on all 10,000 test images,
+(``digitlab.apps.cli.main``); the float export's own report covers parity on all 10,000 test images,
 the tests here re-check parity independently on 2,000 of them.
 """
 
@@ -23,10 +23,12 @@ import pytest
 onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 
-from digitlab.checkpoint import BUNDLED_MODEL, load_model_from_checkpoint  # noqa: E402
-from digitlab.cli import main  # noqa: E402
-from digitlab.errors import CheckpointError  # noqa: E402
-from digitlab.export import (  # noqa: E402
+from digitlab.apps.cli import main  # noqa: E402
+from digitlab.core.errors import CheckpointError  # noqa: E402
+from digitlab.engine.backends.onnx import OnnxBackend  # noqa: E402
+from digitlab.core.resolve import BUNDLED_MODEL  # noqa: E402
+from digitlab.training.checkpoint import load_model_from_checkpoint  # noqa: E402
+from digitlab.training.export import (  # noqa: E402
     MAX_INT8_ACCURACY_DROP,
     PARITY_PROB_TOLERANCE,
     calibration_images,
@@ -34,14 +36,13 @@ from digitlab.export import (  # noqa: E402
     to_model_input,
     verify_parity,
 )
-from digitlab.onnx_backend import OnnxBackend  # noqa: E402
 
 PARITY_SUBSET = 2000  # test images for the independent parity / accuracy checks
 FULL_TEST_SET = 10_000
 
 
 def _run_cli(argv: list[str]) -> tuple[int, str, str]:
-    """``digitlab.cli.main(argv)`` with stdout and stderr captured."""
+    """``digitlab.apps.cli.main(argv)`` with stdout and stderr captured."""
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         rc = main(argv)
@@ -52,8 +53,8 @@ def _train_fallback_checkpoint(folder: Path, mnist) -> Path:
     """One epoch of digitnet_fast (~98-99%): used only while the bundled model is missing."""
     import torch
 
-    from digitlab.checkpoint import save_checkpoint
-    from digitlab.models import create_model, model_config
+    from digitlab.training.checkpoint import save_checkpoint
+    from digitlab.training.models import create_model, model_config
 
     torch.manual_seed(0)
     model = create_model("digitnet_fast")
@@ -198,19 +199,22 @@ def test_parity_check_detects_a_different_model(float_export, torch_model, mnist
 
 def test_metadata_describes_model_input_and_source(float_export, torch_model, checkpoint_path):
     import digitlab
-    from digitlab.models import MNIST_MEAN, MNIST_STD, count_parameters
+    from digitlab.core.constants import MNIST_MEAN, MNIST_STD
+    from digitlab.training.models import count_parameters
 
     model, ckpt = torch_model
     backend = OnnxBackend(float_export[0])
     meta = backend.metadata
     assert backend.backend == "onnx"
-    assert backend.name == ckpt["model_name"]
+    assert backend.record.name == ckpt["model_name"]
     assert json.loads(meta["model_config"]) == ckpt["model_config"]
-    assert backend.parameters == count_parameters(model)
-    assert backend.temperature == pytest.approx(ckpt["temperature"])
-    assert backend.energy_reference == pytest.approx(ckpt.get("energy_reference"))
+    assert backend.record.parameters == count_parameters(model)
+    assert backend.record.temperature == pytest.approx(ckpt["temperature"])
+    assert backend.record.energy_reference == pytest.approx(ckpt.get("energy_reference"))
     test_acc = ckpt["metrics"].get("test_acc")
-    assert backend.test_accuracy == (pytest.approx(test_acc) if test_acc is not None else None)
+    assert backend.record.test_accuracy == (
+        pytest.approx(test_acc) if test_acc is not None else None
+    )
     assert backend.source == str(float_export[0])
     assert json.loads(meta["classes"]) == [str(d) for d in range(10)]
     described = json.loads(meta["input"])
@@ -312,7 +316,7 @@ def test_int8_model_is_smaller_and_about_as_accurate(int8_export, float_export, 
     assert int8_path.stat().st_size < 0.5 * float_export[0].stat().st_size
     onnx.checker.check_model(onnx.load(str(int8_path)), full_check=True)
     int8 = OnnxBackend(int8_path)
-    assert "int8" in int8.quantization and "test" not in int8.quantization
+    assert "int8" in int8.record.quantization and "test" not in int8.record.quantization
     x = to_model_input(mnist.test_images[:PARITY_SUBSET])
     labels = mnist.test_labels[:PARITY_SUBSET]
     float_acc = _accuracy(OnnxBackend(float_export[0]).logits(x), labels)
@@ -330,7 +334,7 @@ def test_int8_model_is_smaller_and_about_as_accurate(int8_export, float_export, 
 
 
 def test_calibration_uses_the_validation_split_never_test(mnist):
-    from digitlab.data import split_indices
+    from digitlab.training.data import split_indices
 
     ckpt = {"train_config": {"val_size": 5000, "split_seed": 3}}
     images, where = calibration_images(ckpt, mnist.train_images)
@@ -372,7 +376,7 @@ def test_onnx_backend_never_imports_torch(float_export, mnist, tmp_path):
     proc = _run_without_torch(
         f"""
         import numpy as np
-        from digitlab.onnx_backend import OnnxBackend
+        from digitlab.engine.backends.onnx import OnnxBackend
         b = OnnxBackend({str(float_export[0])!r})
         x = np.load({str(images)!r}).astype(np.float32)[:, None] / 255
         print(" ".join(map(str, b.logits(x).argmax(1))))
@@ -418,7 +422,7 @@ def test_cli_predict_with_onnx_model_never_imports_torch(
         argv = ["predict", "--model", str(model), "--format", "json", *map(str, pngs)]
         proc = _run_without_torch(
             f"""
-            from digitlab.cli import main
+            from digitlab.apps.cli import main
             rc = main({argv!r})
             assert "torch" not in sys.modules, sorted(m for m in sys.modules if "torch" in m)
             sys.exit(rc)

@@ -40,7 +40,7 @@ CONFIDENT = 0.9
 IMAGE_SUFFIXES = ("png", "jpg", "jpeg", "bmp", "gif", "webp")  # what "Open image…" offers
 
 Stroke = list[tuple[float, float]]
-# Digits as pen strokes on the 420 x 280 paper (see digitlab.gui.canvas).
+# Digits as pen strokes on the 420 x 280 paper (see digitlab.apps.gui.canvas).
 SEVEN: list[Stroke] = [[(140, 55), (280, 55), (200, 240)]]
 ONE: list[Stroke] = [[(215, 45), (205, 240)]]
 ZERO: list[Stroke] = [
@@ -119,7 +119,7 @@ def _read_display_number(read_fd: int, proc: subprocess.Popen) -> str:
 @pytest.fixture
 def make_app(x_display: str):
     """Factory: ``make_app(cwd)`` opens the app's main window working in folder ``cwd``."""
-    from digitlab.gui import create_app
+    from digitlab.apps.gui import create_app
 
     # Tk objects must be freed on the Tk thread: collect earlier tests' windows here, not
     # whenever some worker thread happens to trigger a garbage collection.
@@ -373,8 +373,8 @@ def test_bad_model_file_is_reported_and_the_current_model_kept(
 
 def test_load_model_switches_to_an_onnx_export(app, tmp_path):
     pytest.importorskip("onnxruntime")
-    from digitlab.export import export_onnx
-    from digitlab.recognizer import load_model
+    from digitlab.api import load_model
+    from digitlab.training.export import export_onnx
 
     path = tmp_path / "bundled.onnx"
     export_onnx(None, path, verify=False, speed=False, exporter="torchscript")
@@ -390,7 +390,7 @@ def test_load_model_switches_to_an_onnx_export(app, tmp_path):
 
 
 def test_ctrl_o_and_ctrl_l_open_the_file_dialogs(app, recognizer, mnist, tmp_path, monkeypatch):
-    from digitlab.checkpoint import BUNDLED_MODEL
+    from digitlab.core.resolve import BUNDLED_MODEL
 
     image = mnist_digit_file(mnist, recognizer, 5, tmp_path / "five.png")
     model = tmp_path / "copy-of-bundled.pt"
@@ -401,7 +401,7 @@ def test_ctrl_o_and_ctrl_l_open_the_file_dialogs(app, recognizer, mnist, tmp_pat
         asked.append(options["title"])
         return str(image if options["title"] == "Open image" else model)
 
-    monkeypatch.setattr("digitlab.gui.app.filedialog.askopenfilename", fake_dialog)
+    monkeypatch.setattr("digitlab.apps.gui.app.filedialog.askopenfilename", fake_dialog)
     press_keys(app, "ctrl+o")
     wait_idle(app)
     assert asked == ["Open image"] and app.opened_path == image
@@ -428,7 +428,7 @@ def test_pen_width_changes_the_stroke(app):
 
 
 def test_starts_with_newest_run_and_says_so(make_app, tmp_path):
-    from digitlab.checkpoint import BUNDLED_MODEL
+    from digitlab.core.resolve import BUNDLED_MODEL
 
     for age, run in ((200, "20240101-000000-old"), (100, "20240102-000000-new")):
         best = tmp_path / "runs" / run / "best.pt"
@@ -628,7 +628,7 @@ def test_train_dialog_rejects_bad_fields(app):
 def test_closing_frees_every_tk_object_without_the_garbage_collector(x_display, tmp_path):
     """Tk objects must die on the Tk thread: closing leaves no cycles for a later collection
     (which could run on any thread, and finalising Tcl elsewhere aborts the process)."""
-    from digitlab.gui import create_app
+    from digitlab.apps.gui import create_app
 
     gc.collect()
     app = create_app(cwd=tmp_path)

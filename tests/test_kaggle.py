@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from digitlab.cli import main
-from digitlab.kaggle import BEST_RECIPE
+from digitlab.apps.cli import main
+from digitlab.training.kaggle import BEST_RECIPE
 
 TRAIN_ROWS = 3_000
 TEST_ROWS = 500

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from digitlab.errors import DigitlabError
-from digitlab.models import available_models, count_parameters, create_model, get_spec
+from digitlab.core.errors import DigitlabError
+from digitlab.training.models import available_models, count_parameters, create_model, get_spec
 
 
 @pytest.mark.parametrize("name", available_models())

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from digitlab import synth
-from digitlab.cli import main
+import tune_images as synth
+from digitlab.apps.cli import main
 from imagegen import sample
 
 

@@ -1,6 +1,6 @@
 """Preprocessing: every input format in, the 28x28 MNIST-style image out.
 
-Images are made in the tests from real MNIST test digits (``digitlab.synth``) and saved in every
+Images are made in the tests from real MNIST test digits (``tune_images``) and saved in every
 format and mode the engine accepts; the checks compare what comes out with what MNIST itself
 looks like (20 px box, centre of mass, stroke width) and with each other (the same digit drawn
 differently must give nearly the same 28x28 image).
@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from digitlab import preprocess as P
-from digitlab import synth
-from digitlab.errors import ImageError
+import tune_images as synth
+from digitlab.core.errors import ImageError
+from digitlab.engine import preprocess as P
 from imagegen import (
     centre_of_mass,
     correlation,
@@ -202,8 +202,8 @@ def test_decompression_bomb_is_refused_before_decoding(width, height):
 
 def test_preprocess_and_recognizer_do_not_import_torch():
     code = (
-        "import sys, numpy as np; import digitlab.preprocess as p, digitlab.recognizer, "
-        "digitlab.segment, digitlab.explain, digitlab.calibrate; "
+        "import sys, numpy as np; import digitlab.engine.preprocess as p, digitlab.engine.recognizer, "
+        "digitlab.engine.segment, digitlab.engine.explain, digitlab.engine.calibrate; "
         "p.to_model_input(np.eye(40) * 255); assert 'torch' not in sys.modules, 'torch'"
     )
     subprocess.run([sys.executable, "-c", code], check=True)

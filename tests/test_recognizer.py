@@ -13,16 +13,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from digitlab import calibrate, synth
-from digitlab.errors import CheckpointError, DigitlabError, ImageError
-from digitlab.preprocess import to_model_input
-from digitlab.recognizer import (
-    CONFIDENCE_THRESHOLD,
-    NumberResult,
-    Prediction,
-    load_model,
-    softmax,
-)
+import tune_images as synth
+from digitlab.core.errors import CheckpointError, DigitlabError, ImageError
+from digitlab.engine import calibrate
+from digitlab.engine.preprocess import to_model_input
+from digitlab.api import load_model
+from digitlab.engine.calibrate import softmax
+from digitlab.engine.recognizer import CONFIDENCE_THRESHOLD, NumberResult, Prediction
 from imagegen import ink_box, sample
 
 
@@ -121,7 +118,7 @@ def test_heatmap_is_aligned_with_the_input(recognizer, mnist):
 
 
 def test_gradient_saliency_for_torch(recognizer, mnist):
-    from digitlab.explain import explain_prediction
+    from digitlab.engine.explain import explain_prediction
 
     ratios = []
     for image in mnist.test_images[:20]:
@@ -160,7 +157,7 @@ def test_fit_temperature_recovers_a_known_temperature():
 
 
 def test_calibration_on_the_validation_split_lowers_test_ece(recognizer, mnist):
-    from digitlab.data import split_indices
+    from digitlab.training.data import split_indices
 
     _, val = split_indices(60_000, 5_000, seed=0)
     test = sample(3000, seed=2)
@@ -206,20 +203,25 @@ def test_info_describes_the_model(recognizer):
     assert info.temperature > 0 and info.source.endswith(".pt")
     assert set(info.to_dict()) == {
         "name",
+        "config",
         "parameters",
         "source",
         "backend",
         "temperature",
+        "energy_reference",
         "val_accuracy",
         "test_accuracy",
+        "epoch",
+        "digitlab_version",
+        "quantization",
     }
     json.dumps(info.to_dict())
 
 
 def test_a_model_trained_without_validation_has_no_val_accuracy(tmp_path):
     """``--val-size 0`` runs record NaN validation metrics; the info carries None (JSON-safe)."""
-    from digitlab.checkpoint import save_checkpoint
-    from digitlab.models import create_model, model_config
+    from digitlab.training.checkpoint import save_checkpoint
+    from digitlab.training.models import create_model, model_config
 
     path = tmp_path / "full.pt"
     save_checkpoint(
@@ -241,10 +243,10 @@ def test_energies_are_put_on_the_reference_scale(tmp_path, mnist):
     a checkpoint without one is taken as it is."""
     import torch
 
-    from digitlab.calibrate import logsumexp
-    from digitlab.checkpoint import save_checkpoint
-    from digitlab.models import create_model, model_config
-    from digitlab.recognizer import ENERGY_REFERENCE
+    from digitlab.engine.calibrate import logsumexp
+    from digitlab.engine.recognizer import ENERGY_REFERENCE
+    from digitlab.training.checkpoint import save_checkpoint
+    from digitlab.training.models import create_model, model_config
 
     torch.manual_seed(0)
     model = create_model("digitnet_fast")
@@ -286,7 +288,7 @@ def test_load_model_errors(tmp_path):
 
 def test_onnx_backend_gives_the_same_predictions(recognizer, canvases, tmp_path):
     pytest.importorskip("onnxruntime")
-    from digitlab.export import export_onnx
+    from digitlab.training.export import export_onnx
 
     path = tmp_path / "model.onnx"
     export_onnx(None, path, verify=False, speed=False)

@@ -16,7 +16,7 @@ import json
 import numpy as np
 import pytest
 
-from digitlab import synth
+import tune_images as synth
 from imagegen import sample
 
 CANVAS_PER_KIND = 100  # x 7 kinds = 700 drawings

@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from digitlab import preprocess as P
-from digitlab import segment, synth
+import tune_images as synth
+from digitlab.engine import preprocess as P
+from digitlab.engine import segment
 from imagegen import sample
 
 

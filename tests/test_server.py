@@ -28,13 +28,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from digitlab.errors import DigitlabError
-from digitlab.server import (
+from digitlab.apps.server import (
     DEFAULT_MAX_BODY_BYTES,
     BackgroundServer,
     ServerSettings,
     create_app,
 )
+from digitlab.core.errors import DigitlabError
 
 REPO = Path(__file__).resolve().parents[1]
 DIGITS_PER_CLASS = 3  # 30 real test digits: enough to see a wiring bug, quick to send
@@ -437,7 +437,7 @@ def test_settings_defaults_and_environment_round_trip():
 
 
 def test_cli_refuses_a_missing_model(capsys, tmp_path):
-    from digitlab.cli import main
+    from digitlab.apps.cli import main
 
     status = main(["serve", "--model", str(tmp_path / "nope.pt"), "--port", "0"])
     err = capsys.readouterr().err
@@ -452,9 +452,9 @@ def test_worker_listener_keeps_tcp_nodelay():
 
     import uvicorn
 
-    from digitlab.server import tcp_listener
+    from digitlab.apps.server import tcp_listener
 
-    config = uvicorn.Config("digitlab.server:create_app_from_env", port=0, log_level="error")
+    config = uvicorn.Config("digitlab.apps.server:create_app_from_env", port=0, log_level="error")
     listener = tcp_listener(config.bind_socket())
     seen: list[int] = []
 

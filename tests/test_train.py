@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from digitlab.checkpoint import load_checkpoint
-from digitlab.cli import main
-from digitlab.errors import DigitlabError
-from digitlab.train import METRIC_COLUMNS, TrainConfig, train
+from digitlab.apps.cli import main
+from digitlab.core.errors import DigitlabError
+from digitlab.training.checkpoint import load_checkpoint
+from digitlab.training.trainer import METRIC_COLUMNS, TrainConfig, train
 
 RUN_FILES = ("config.json", "metrics.csv", "best.pt", "last.pt", "curves.png", "train.log")
 

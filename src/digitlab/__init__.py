@@ -7,6 +7,10 @@ Public API::
     rec = digitlab.load_model()          # the bundled model (or a checkpoint / .onnx path)
     rec.predict(image)                   # image: path, PIL image or numpy array
     rec.read_number(image)               # multi-digit numbers
+
+The package is layered (ARCHITECTURE.md): ``core`` (constants, errors, files; no torch) <-
+``engine`` (image -> digit; no torch with ONNX) <- ``training`` (data, models, trainer,
+export) <- ``api`` (load_model) <- ``apps`` (CLI, server, desktop app, web page).
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ __all__ = ["__version__", "available_models", "load_model"]
 
 def available_models() -> list[str]:
     """Names of every network in the model zoo (see ``digitlab models``)."""
-    from .models import available_models as _available
+    from digitlab.api import available_models as _available
 
     return _available()
 
@@ -27,8 +31,8 @@ def load_model(model=None, backend: str = "auto"):
     """Load a recogniser: ``None`` = the bundled model, else a checkpoint or ``.onnx`` path.
 
     Imported lazily so that ``import digitlab`` stays cheap and an ONNX-only deployment never
-    imports torch.
+    imports torch (see :func:`digitlab.api.load_model`).
     """
-    from .recognizer import load_model as _load
+    from digitlab.api import load_model as _load
 
     return _load(model, backend=backend)

@@ -1,5 +1,5 @@
 """``python -m digitlab`` runs the CLI."""
 
-from .cli import main
+from digitlab.apps.cli import main
 
 raise SystemExit(main())

@@ -1,0 +1,90 @@
+"""The public API: load a model by name or path and get a :class:`Recognizer`.
+
+This is the one place where the two halves meet: ``core.resolve`` says which file a name
+means, ``training.checkpoint`` turns a PyTorch checkpoint into a network (training owns the
+model zoo), and ``engine.backends`` run it. An ``.onnx`` file (or the bundled model on a
+machine without torch) never imports torch.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+from digitlab.core.constants import BACKENDS
+from digitlab.core.errors import CheckpointError, DigitlabError
+from digitlab.core.resolve import ResolvedModel, is_bundled_name, resolve_model
+from digitlab.engine.recognizer import Recognizer
+
+log = logging.getLogger(__name__)
+
+
+def torch_available() -> bool:
+    """Whether torch can be imported (ONNX-only installs have no torch)."""
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def load_model(model: Any = None, backend: str = "auto") -> Recognizer:
+    """Load a recogniser.
+
+    ``model``: None / "default" / "bundled" = the bundled model; "ensemble" = the bundled
+    ensemble (more accurate, ~4x slower; PyTorch only); a path ending in ``.onnx`` runs with ONNX
+    Runtime; any other path is a digitlab checkpoint run with PyTorch; a :class:`Recognizer` is
+    returned as it is. ``backend``: "auto" (by the path; the bundled model uses torch when
+    installed, else the bundled ``default.onnx``), "torch" or "onnx". Raises
+    :class:`CheckpointError` with a clear message for missing, corrupt or incompatible files.
+    """
+    if isinstance(model, Recognizer):
+        return model
+    if backend not in BACKENDS:
+        raise DigitlabError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+    want_onnx = backend == "onnx" or (backend == "auto" and not torch_available())
+    resolved = resolve_model(model, prefer_onnx=want_onnx and is_bundled_name(model))
+    if backend == "onnx" and resolved.kind != "onnx" and not resolved.bundled:
+        resolved = ResolvedModel(resolved.path, "onnx", False)
+    if resolved.kind == "onnx":
+        return _onnx_recognizer(resolved.path)
+    return _torch_recognizer(resolved)
+
+
+def _onnx_recognizer(path: os.PathLike) -> Recognizer:
+    """A recogniser running an ``.onnx`` file with ONNX Runtime (imported lazily)."""
+    log.debug("loading ONNX model %s", path)
+    try:
+        from digitlab.engine.backends.onnx import OnnxBackend
+    except ImportError as exc:
+        raise CheckpointError(
+            f"ONNX model {path}: the ONNX backend cannot be imported ({exc}); "
+            "pip install 'digitlab[onnx]'"
+        ) from None
+    return Recognizer(OnnxBackend(path))
+
+
+def _torch_recognizer(resolved: ResolvedModel) -> Recognizer:
+    """A recogniser running a checkpoint with PyTorch."""
+    if not torch_available():
+        where = "the bundled model" if resolved.bundled else str(resolved.path)
+        raise CheckpointError(
+            f"{where}: PyTorch checkpoints need torch, which is not installed; "
+            "install torch or pass an exported .onnx model"
+        )
+    from digitlab.core.record import ModelRecord
+    from digitlab.engine.backends.torch import TorchBackend
+    from digitlab.training.checkpoint import load_model_from_checkpoint
+    from digitlab.training.models import count_parameters
+
+    network, ckpt = load_model_from_checkpoint(resolved.path)
+    record = ModelRecord.from_checkpoint(ckpt, count_parameters(network))
+    return Recognizer(TorchBackend(network, record))
+
+
+def available_models() -> list[str]:
+    """Names of every network in the model zoo (see ``digitlab models``)."""
+    from digitlab.training.models import available_models as _available
+
+    return _available()

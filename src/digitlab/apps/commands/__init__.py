@@ -1,0 +1,1 @@
+"""Subcommands of the ``digitlab`` CLI, one module each (see :mod:`digitlab.apps.cli`)."""

@@ -1,0 +1,102 @@
+"""``digitlab serve``: the web page and REST API on uvicorn."""
+
+from __future__ import annotations
+
+import argparse
+
+BYTES_PER_MB = 1024 * 1024
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add the ``serve`` subcommand.
+
+    Every option can also come from a ``DIGITLAB_SERVE_*`` environment variable (e.g.
+    ``DIGITLAB_SERVE_PORT=8080``); an option given on the command line wins. Defaults are not
+    set here so that FastAPI is not imported for ``digitlab --help``.
+    """
+    p = sub.add_parser(
+        "serve",
+        help="serve the drawing page and the REST API",
+        description=(
+            "Serve the drawing page at / and the REST API (/api/predict, /api/predict/batch, "
+            "/api/number, /api/model, /healthz; reference at /docs). Binds to loopback unless "
+            "--host says otherwise. Options can also be set with DIGITLAB_SERVE_<OPTION> "
+            "environment variables (e.g. DIGITLAB_SERVE_PORT)."
+        ),
+    )
+    p.add_argument(
+        "--host", help="address to bind (default 127.0.0.1; 0.0.0.0 exposes it to the network)"
+    )
+    p.add_argument("--port", type=int, help="TCP port (default 8000)")
+    p.add_argument(
+        "--model",
+        metavar="PATH",
+        help="checkpoint (.pt) or ONNX file, or 'ensemble' (default: the bundled model)",
+    )
+    p.add_argument(
+        "--backend", choices=("auto", "torch", "onnx"), help="inference backend (default auto)"
+    )
+    p.add_argument(
+        "--workers",
+        type=int,
+        metavar="N",
+        help="server processes, each with its own copy of the model (default 1)",
+    )
+    p.add_argument(
+        "--threads",
+        type=int,
+        metavar="N",
+        help="model threads per process (default 1: fastest per image; add --workers instead)",
+    )
+    p.add_argument(
+        "--max-body-mb",
+        type=float,
+        metavar="MB",
+        help="largest request body accepted (default 10 MiB)",
+    )
+    p.add_argument(
+        "--no-access-log",
+        dest="access_log",
+        action="store_false",
+        default=None,
+        help="do not log every request (faster)",
+    )
+    p.set_defaults(func=run)
+
+
+def settings_from_args(args: argparse.Namespace):  # -> ServerSettings (imported lazily)
+    """``DIGITLAB_SERVE_*`` environment settings, overridden by the options given."""
+    from dataclasses import replace
+
+    from digitlab.apps.server import ServerSettings
+    from digitlab.core.errors import DigitlabError
+
+    overrides = {
+        name: getattr(args, name)
+        for name in ("host", "port", "model", "backend", "workers", "threads", "access_log")
+        if getattr(args, name) is not None
+    }
+    if args.max_body_mb is not None:
+        if args.max_body_mb <= 0:
+            raise DigitlabError(f"--max-body-mb must be positive, got {args.max_body_mb}")
+        overrides["max_body_bytes"] = int(args.max_body_mb * BYTES_PER_MB)
+    return replace(ServerSettings.from_env(), **overrides)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Load the model once (a bad --model fails here, clearly), then serve until Ctrl+C."""
+    from digitlab.apps.server import load_recognizer, run_server
+
+    settings = settings_from_args(args)
+    recognizer = load_recognizer(settings)
+    info = recognizer.info
+    accuracy = f", test accuracy {info.test_accuracy:.2%}" if info.test_accuracy is not None else ""
+    print(f"digitlab serve: model {info.name} ({info.backend}{accuracy}) from {info.source}")
+    if settings.workers > 1:
+        recognizer = None  # each worker process loads its own copy
+
+    def announce(url: str) -> None:
+        print(f"digitlab serve: open {url}  (API reference {url}docs; Ctrl+C stops)", flush=True)
+
+    run_server(settings, recognizer=recognizer, on_ready=announce)
+    return 0

@@ -1,1 +1,0 @@
-"""Subcommands of the ``digitlab`` CLI, one module each (see :mod:`digitlab.cli`)."""

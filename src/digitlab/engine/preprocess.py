@@ -1,0 +1,979 @@
+"""Any image in, the 28x28 the model expects out.
+
+MNIST was made by cropping each scanned digit to its ink, scaling it to fit a 20x20 box keeping
+the aspect ratio (anti-aliased), and pasting it into a 28x28 field so that its centre of mass
+sits in the middle. A model trained on MNIST only reads digits that look like that, so every
+image we are given goes through the same steps first:
+
+1. **Decode** (:func:`load_image`): a path, bytes, file object, PIL image or numpy array; PNG,
+   JPEG, BMP, GIF (first frame), WebP, TIFF; any mode (1, L, P, RGB, RGBA, LA, CMYK, 16-bit);
+   EXIF orientation applied; a pixel limit guards against decompression bombs.
+2. **Ink map** (:func:`extract_ink`): an image where ink = 255 and paper = 0. Transparent
+   pixels are paper. Otherwise the polarity (dark ink on light paper, or light on dark) is
+   read from the histogram -- the paper is its peak, the ink the far tail -- after dividing a
+   photo by a wide blur of itself, so that shading cannot fool it. Uneven lighting and paper
+   texture of photos are flattened by subtracting a morphological opening (a coarse estimate of
+   the paper level that ink strokes cannot raise) and dividing by the local paper brightness.
+   Everything below a threshold set by the paper's own noise level and the ink's contrast is
+   removed, and so are isolated specks and, in photos, ink touching the image's edge (the
+   sheet's edge, a shadow, a dark corner). An image whose ink does not stand out clearly has
+   no ink: blank, uniform, noise or specks give "no digit", never a guess.
+3. **Normalise** (:func:`normalize_digit`): crop to the ink, normalise the stroke width to
+   MNIST's, fit the long side to 20 px (anti-aliased, aspect kept: a "1" stays thin) and
+   centre by centre of mass in 28x28.
+
+Only numpy and Pillow are used (no torch, no scipy), so ONNX-only installs can preprocess too.
+Preprocessing a 280x280 canvas takes well under 2 ms (see ``benchmarks/robustness.py``).
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import (
+    Image,
+    ImageChops,
+    ImageFilter,
+    ImageOps,
+    UnidentifiedImageError,
+)
+
+from digitlab.core.errors import ImageError
+
+log = logging.getLogger(__name__)
+
+# --------------------------------------------------------------------------------------------
+# Limits and constants
+# --------------------------------------------------------------------------------------------
+
+# Largest image we decode: 50 megapixels holds an 8160x6120 phone photo (49.9 MP); a
+# decompression bomb, which claims billions of pixels in a small file, is refused before its
+# pixels are decoded. The web server relies on this limit.
+MAX_IMAGE_PIXELS = 50_000_000
+# The MNIST geometry: a 28x28 field with the digit's long side scaled to 20 px.
+MNIST_SIZE = 28
+MNIST_BOX = 20
+# Images are reduced (box filter) so that their long side is at most this before the ink is
+# found: a digit that fills a tenth of such an image still spans 100 px, five times the 20 px it
+# ends up as, and a 4000 px phone photo costs the same as a 1000 px one.
+WORK_MAX_SIDE = 1024
+# Images smaller than TINY_SIDE (the UCI 8x8 digits, icons) are enlarged with Lanczos to about
+# TINY_TARGET px before thresholding, which then cuts between pixels instead of dropping the
+# faint ones: UCI digits 94.8% -> 96.3% (all 1,797; enlarging 4x first with bicubic gave
+# 95.4%, bilinear 94.7%). The filter was chosen on these same UCI digits, which have no other
+# split, so the UCI figure is slightly optimistic.
+TINY_SIDE = 16
+TINY_TARGET = 32
+
+# A digital canvas has at most FLAT_PCT % of its pixels below its paper's exact level, and at
+# least DIGITAL_PAPER_FRACTION of them exactly at it.
+FLAT_PCT = 1.0
+DIGITAL_PAPER_FRACTION = 0.5
+# Photos decide polarity at half resolution, after dividing by a box blur of 1/SHADING_CELLS
+# of the long side (wider than any stroke: a fat digit barely darkens it).
+POLARITY_REDUCE = 2
+SHADING_CELLS = 4
+
+# Background flattening: the paper level is the minimum of the ink map over blocks of
+# 1/BG_CELLS of the long side, opened (eroded then dilated) over 3x3 blocks so that strokes up
+# to ~3/16 of the image wide cannot raise it, then interpolated bilinearly back to full size.
+BG_CELLS = 16
+# Images smaller than this (MNIST's 28x28, the UCI 8x8) are scans, not photos: no flattening,
+# and their blocks would be smaller than a stroke.
+FLATTEN_MIN_SIDE = 48
+# A paper-level estimate that varies by at most this many grey levels is flat: no interpolation.
+FLAT_BACKGROUND_TOLERANCE = 2
+# Dark-on-light photos are divided by the local paper brightness, floored at this fraction of
+# white so that a nearly black shadow does not blow its noise up into ink.
+MIN_PAPER_BRIGHTNESS = 0.2
+
+# Noise and ink levels. The paper level is the peak of the histogram smoothed over PAPER_WINDOW
+# grey levels; its noise sigma is estimated from the histogram below the peak (the paper's
+# 16th percentile, 1 sigma below its peak for Gaussian noise, is 2 x 15.87% = 31.7% of the
+# way up the pixels below the peak), floored at one grey level. The ink level is the
+# brightness reached by the brightest INK_TOP_FRACTION of pixels (but at least
+# INK_TOP_MIN_PIXELS): robust to single hot pixels, yet inside the strokes of a small digit
+# (a 28 px digit on a 280x280 canvas covers ~0.2% of it).
+PAPER_WINDOW = 7
+NOISE_SIGMA_PCT = 2 * 0.1587
+MIN_NOISE_SIGMA = 1  # grey level
+INK_TOP_FRACTION = 0.001
+INK_TOP_MIN_PIXELS = 12
+# "Is there ink at all?": the ink must stand out from the paper by at least MIN_CONTRAST of the
+# full range and by at least MIN_SNR noise sigmas. Pure Gaussian noise reaches ~3.1 sigma at the
+# top 0.1% of 10^5 pixels; with the shading a photo of blank paper keeps after flattening it
+# reached 6.6; ink photographed on paper stands 12-30 sigmas out.
+MIN_CONTRAST = 0.12
+MIN_SNR = 10.0
+# Threshold between paper and ink: above the paper by NOISE_K sigmas of noise and by
+# CONTRAST_FRACTION of the ink contrast (keeps the anti-aliased edge of clean strokes, cuts the
+# paper texture and JPEG ringing of photos).
+NOISE_K = 4.0
+CONTRAST_FRACTION = 0.3
+# A photo's plain reading (global threshold, no light flattening; see extract_ink) is kept only
+# when its ink and paper differ by at least PLAIN_MIN_CONTRAST grey levels (median against
+# median). Thresholding shaded blank paper plainly cuts the light's gradient into a bar that
+# networks read as a confident 1; a digit's strokes stand far out. Measured where the flattened
+# reading found no ink (seeds 100 and 5): 119 blank photos (gradients, paper, specks) at most
+# 79, median 39; 605 tight crops of MNIST training digits at least 144, median 209.
+PLAIN_MIN_CONTRAST = 100
+
+# Specks: a connected piece of ink is "significant" when its bounding box spans at least
+# MIN_DIGIT_FRACTION of the image's long side (a digit smaller than 6% of a canvas is not
+# meant to be read) and at least MIN_DIGIT_PIXELS. Small pieces are kept only when they touch
+# the significant ink's box grown by PART_MARGIN of its size (a 5's flag, a broken stroke);
+# isolated specks elsewhere are dropped.
+MIN_DIGIT_FRACTION = 0.06
+MIN_DIGIT_PIXELS = 3
+PART_MARGIN = 0.15
+# Pieces of ink are made of pixels of at least LOW_INK of full ink (fainter pixels count only
+# inside kept pieces), and every kept piece must reach STRONG_INK somewhere (hysteresis
+# thresholding).
+LOW_INK = 0.1
+STRONG_INK = 0.5
+_LOW_TABLE = [255 if v >= LOW_INK * 255 else 0 for v in range(256)]
+_STRONG_TABLE = [255 if v >= STRONG_INK * 255 else 0 for v in range(256)]
+# Connected components are labelled on a copy of the mask reduced (max-pooled) so that its long
+# side is at most this: cheap (a 280x280 canvas is labelled at 56x56, in blocks of 5x5), and a
+# speck (under 6% of the long side, > 3 blocks) stays apart from the digit it is not part of.
+LABEL_MAX_SIDE = 64
+
+# Stroke-width normalisation happens with the digit fitted to NORM_BOX px (4x the 20 px box, so
+# a pen can be widened or narrowed in quarter-pixel steps of the final image). Stroke width is
+# estimated as ink area / centre-line length (see stroke_width). MNIST's median stroke,
+# measured the same way at this scale on the first 3,000 training digits, is
+# MNIST_STROKE_WIDTH = 8.9 (5th-95th percentile 6.1-13.9, i.e. ~1.5x either way); strokes
+# outside [1/STROKE_TOLERANCE, STROKE_TOLERANCE] times it are dilated or eroded towards it.
+NORM_BOX = 4 * MNIST_BOX
+MNIST_STROKE_WIDTH = 8.9
+STROKE_TOLERANCE = 1.4
+# Erosion never removes more than this fraction of a stroke's width (thin parts survive).
+MAX_ERODE_FRACTION = 0.35
+# A pixel of the NORM_BOX image counts as ink for the width estimate above this level.
+BINARY_LEVEL = 0.5
+# Soft-ink peak for re-stretching after a resize: the 95th percentile of the ink pixels.
+PEAK_PCT = 95.0
+# Where MNIST puts the centre of mass, measured from the field's edge with pixel i covering
+# [i, i+1): 14.50 in x and 14.49 in y, the mean over the first 3,000 training digits (MNIST
+# moved its digits by whole pixels so that the mass centre fell on pixel index 14).
+MNIST_CENTER = 14.5
+
+SUPPORTED_FORMATS = ("PNG", "JPEG", "BMP", "GIF", "WEBP", "TIFF")
+EXIF_ORIENTATION = 0x0112  # the EXIF tag saying how the camera was held
+
+
+# --------------------------------------------------------------------------------------------
+# Decoding
+# --------------------------------------------------------------------------------------------
+
+
+def _describe(source: Any) -> str:
+    """Short name of an image source for error messages."""
+    if isinstance(source, (str, os.PathLike)):
+        return str(source)
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return f"image data ({len(source)} bytes)"
+    return type(source).__name__
+
+
+def _check_pixels(width: int, height: int, what: str) -> None:
+    """Refuse images above MAX_IMAGE_PIXELS (or empty ones) with a message naming the limit."""
+    if width <= 0 or height <= 0:
+        raise ImageError(f"{what}: empty image ({width}x{height})")
+    if width * height > MAX_IMAGE_PIXELS:
+        raise ImageError(
+            f"{what}: {width}x{height} = {width * height:,} pixels exceeds the limit of "
+            f"{MAX_IMAGE_PIXELS:,} pixels (MAX_IMAGE_PIXELS)"
+        )
+
+
+def _array_to_image(array: np.ndarray, what: str) -> Image.Image:
+    """A numpy image (H,W), (H,W,1|3|4) as a PIL image.
+
+    uint8 is taken as 0-255, uint16 as 0-65535, bool as ink/no-ink, floats as [0, 1] when their
+    maximum is at most 1 and as 0-255 otherwise. Leading singleton axes ((1, 28, 28)) are
+    dropped.
+    """
+    a = np.asarray(array)
+    while a.ndim > 2 and a.shape[0] == 1 and not (a.ndim == 3 and a.shape[2] in (3, 4)):
+        a = a[0]
+    if a.ndim == 3 and a.shape[2] == 1:
+        a = a[:, :, 0]
+    if a.ndim not in (2, 3) or (a.ndim == 3 and a.shape[2] not in (3, 4)):
+        raise ImageError(
+            f"{what}: array of shape {a.shape} is not an image; expected (H, W), (H, W, 3) "
+            "or (H, W, 4)"
+        )
+    _check_pixels(a.shape[1], a.shape[0], what)
+    if a.dtype == bool:
+        a = a.astype(np.uint8) * 255
+    elif a.dtype == np.uint16 and a.ndim == 2:
+        return Image.fromarray(np.ascontiguousarray(a))  # mode I;16
+    elif a.dtype != np.uint8:
+        if not np.issubdtype(a.dtype, np.number):
+            raise ImageError(f"{what}: array of dtype {a.dtype} is not an image")
+        f = a.astype(np.float64)
+        if not np.isfinite(f).all():
+            raise ImageError(f"{what}: array contains NaN or infinite values")
+        if np.issubdtype(a.dtype, np.integer) and f.max(initial=0) > 255:
+            f = f / 65535.0 * 255.0
+        elif f.max(initial=0) <= 1.0:
+            f = f * 255.0
+        a = np.clip(np.rint(f), 0, 255).astype(np.uint8)
+    return Image.fromarray(np.ascontiguousarray(a))
+
+
+def load_image(source: Any) -> Image.Image:
+    """Decode an image from a path, bytes, a binary file object, a PIL image or a numpy array.
+
+    The result has EXIF orientation applied, is the first frame of an animation, and is fully
+    loaded. Its mode is kept (alpha matters: transparent pixels are paper). Raises
+    :class:`ImageError` naming the source for unreadable, empty or over-large images (more than
+    :data:`MAX_IMAGE_PIXELS` pixels).
+    """
+    what = _describe(source)
+    if isinstance(source, np.ndarray):
+        return _array_to_image(source, what)
+    if isinstance(source, Image.Image):
+        _check_pixels(source.width, source.height, what)
+        return _finish(source, what)
+    if isinstance(source, (str, os.PathLike)):
+        path = Path(source)
+        if not path.exists():
+            raise ImageError(f"{path}: no such file")
+        if path.is_dir():
+            raise ImageError(f"{path}: is a directory, not an image")
+        try:
+            with open(path, "rb") as fh:
+                data = fh.read()
+        except OSError as exc:
+            raise ImageError(f"{path}: cannot be read: {exc.strerror or exc}") from None
+        return _decode(data, what)
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return _decode(bytes(source), what)
+    if hasattr(source, "read"):
+        return _decode(source.read(), what)
+    raise ImageError(
+        f"cannot read an image from a {type(source).__name__}; pass a path, bytes, "
+        "a PIL image or a numpy array"
+    )
+
+
+def _decode(data: bytes, what: str) -> Image.Image:
+    """Open encoded bytes, checking the pixel count from the header before decoding."""
+    if not data:
+        raise ImageError(f"{what}: empty file")
+    try:
+        with warnings.catch_warnings():
+            # Pillow warns above its own, larger limit; ours below is the one that counts.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            img = Image.open(io.BytesIO(data))
+    except UnidentifiedImageError:
+        raise ImageError(
+            f"{what}: not a recognised image (supported: {', '.join(SUPPORTED_FORMATS)})"
+        ) from None
+    except Image.DecompressionBombError as exc:
+        raise ImageError(
+            f"{what}: refused: more than the limit of {MAX_IMAGE_PIXELS:,} pixels "
+            f"(MAX_IMAGE_PIXELS); {exc}"
+        ) from None
+    except Exception as exc:  # Pillow raises many types for corrupt headers
+        raise ImageError(f"{what}: cannot be decoded: {exc}") from None
+    _check_pixels(img.width, img.height, what)
+    return _finish(img, what)
+
+
+def _finish(img: Image.Image, what: str) -> Image.Image:
+    """First frame, fully loaded, EXIF orientation applied."""
+    try:
+        if getattr(img, "n_frames", 1) > 1:
+            img.seek(0)
+        img.load()  # truncated files fail here (unless the app set LOAD_TRUNCATED_IMAGES)
+        if img.getexif().get(EXIF_ORIENTATION, 1) != 1:
+            img = ImageOps.exif_transpose(img) or img
+    except Image.DecompressionBombError as exc:
+        raise ImageError(
+            f"{what}: refused: more than the limit of {MAX_IMAGE_PIXELS:,} pixels "
+            f"(MAX_IMAGE_PIXELS); {exc}"
+        ) from None
+    except (OSError, ValueError, SyntaxError) as exc:
+        raise ImageError(f"{what}: cannot be decoded: {exc}") from None
+    return img
+
+
+# --------------------------------------------------------------------------------------------
+# Ink map
+# --------------------------------------------------------------------------------------------
+# Everything below works on uint8 arrays (0-255) and Pillow's C filters: a float pipeline in
+# numpy costs several times the 2 ms budget for a 280x280 canvas.
+
+FULL = 255  # full scale of the uint8 maps
+
+
+@dataclass
+class InkImage:
+    """An image turned into ink: 255 = ink, 0 = paper, polarity and lighting already fixed.
+
+    ``ink`` and ``mask`` are at working resolution; one working pixel is ``scale`` pixels of
+    the input image (``scale`` > 1 only for images reduced to WORK_MAX_SIDE).
+    """
+
+    ink: np.ndarray  # uint8 (h, w): soft ink, specks and noise removed
+    mask: np.ndarray  # bool (h, w): ink > 0
+    has_ink: bool
+    polarity: str  # "light-on-dark", "dark-on-light", "alpha" or "none"
+    scale: float
+    input_size: tuple[int, int]  # (width, height) of the input image after EXIF orientation
+    # Photos only: the ink thresholded without flattening the light (None if it has none),
+    # and its polarity (``polarity`` is "none" when only this reading found ink).
+    plain: np.ndarray | None = None
+    plain_polarity: str = "none"
+
+
+def _u8(a: np.ndarray) -> np.ndarray:
+    """Floats in [0, 1] to uint8 0-255, rounded."""
+    return (np.clip(a, 0.0, 1.0) * FULL + 0.5).astype(np.uint8)
+
+
+def _luminance(img: Image.Image) -> tuple[np.ndarray, np.ndarray | None]:
+    """Brightness as uint8 and alpha as uint8 (None when fully opaque)."""
+    mode = img.mode
+    if mode in ("RGBA", "LA", "PA", "RGBa", "La") or (mode == "P" and "transparency" in img.info):
+        rgba = img if mode == "RGBA" else img.convert("RGBA")
+        alpha = np.asarray(rgba.getchannel("A"))
+        lum = np.asarray(rgba.convert("L"))
+        return lum, (alpha if alpha.min() < FULL else None)
+    if mode.startswith("I;16") or mode in ("I", "F"):
+        a = np.asarray(img).astype(np.float32)
+        top = float(a.max(initial=0))
+        if mode.startswith("I;16") or top > FULL:
+            a = a / 65535.0
+        elif top > 1.0 or mode == "I":
+            a = a / float(FULL)
+        return _u8(a), None
+    if mode != "L":
+        img = img.convert("L")
+    return np.asarray(img), None
+
+
+def _reduce(img: Image.Image) -> tuple[Image.Image, float]:
+    """Box-reduce images larger than WORK_MAX_SIDE and Lanczos-enlarge those smaller than
+    TINY_SIDE; returns the image and the input pixels per working pixel."""
+    long_side = max(img.size)
+    factor = -(-long_side // WORK_MAX_SIDE)
+    if factor <= 1 and long_side >= TINY_SIDE:
+        return img, 1.0
+    if img.mode not in ("L", "RGB", "RGBA", "I", "F"):
+        has_alpha = "A" in img.getbands() or "transparency" in img.info
+        img = img.convert("RGBA" if has_alpha else "RGB")
+    if factor > 1:
+        return img.reduce(factor), float(factor)
+    grow = -(-TINY_TARGET // long_side)
+    return img.resize((img.width * grow, img.height * grow), Image.LANCZOS), 1.0 / grow
+
+
+def _counts(a: np.ndarray) -> np.ndarray:
+    """256-bin histogram of a uint8 array (float64)."""
+    return np.asarray(Image.fromarray(a).histogram(), dtype=np.float64)
+
+
+def _cdf(a: np.ndarray, counts: np.ndarray | None = None) -> np.ndarray:
+    """Cumulative histogram (256 bins) of a uint8 array, normalised to end at 1."""
+    c = _counts(a) if counts is None else counts
+    return np.cumsum(c) / max(a.size, 1)
+
+
+def _paper_level(counts: np.ndarray) -> int:
+    """The paper's grey level: the peak of the histogram smoothed over PAPER_WINDOW levels.
+
+    The paper is the most common shade even when ink covers more than half of a tightly
+    cropped digit (the UCI 8x8 digits), where the median would be ink.
+    """
+    smooth = np.convolve(counts, np.ones(PAPER_WINDOW), mode="same")
+    centre = int(np.argmax(smooth))
+    lo = max(0, centre - PAPER_WINDOW // 2)
+    return lo + int(np.argmax(counts[lo : centre + PAPER_WINDOW // 2 + 1]))
+
+
+def _pct(cdf: np.ndarray, pct: float) -> int:
+    """Percentile (0-100) from a cumulative histogram, as a grey level 0-255."""
+    return min(FULL, int(np.searchsorted(cdf, pct / 100.0 - 1e-12)))
+
+
+def _lut(a: np.ndarray, table: np.ndarray) -> np.ndarray:
+    """Apply a 256-entry uint8 lookup table with Pillow (faster than numpy indexing)."""
+    return np.asarray(Image.fromarray(a).point(table.astype(np.uint8).tolist()))
+
+
+def _top_fraction(size: int) -> float:
+    """Fraction of pixels that surely lies inside the strokes of even a small digit."""
+    return max(INK_TOP_FRACTION, INK_TOP_MIN_PIXELS / max(size, 1))
+
+
+def _ink_is_dark(lum: np.ndarray) -> bool:
+    """True for dark ink on light paper: the darkest few pixels lie further from the paper
+    level than the brightest few (the ink is the far tail, shading and noise the near one)."""
+    counts = _counts(lum)
+    cdf = _cdf(lum, counts)
+    paper = _paper_level(counts)
+    top = 100.0 * _top_fraction(lum.size)
+    return (paper - _pct(cdf, top)) > (_pct(cdf, 100.0 - top) - paper)
+
+
+def _block_reduce(a: np.ndarray, cell: int, op: np.ufunc) -> np.ndarray:
+    """Reduce ``a`` over cell x cell blocks (the last row/column of blocks may be smaller)."""
+    rows = np.arange(0, a.shape[0], cell)
+    cols = np.arange(0, a.shape[1], cell)
+    return op.reduceat(op.reduceat(a, rows, axis=0), cols, axis=1)
+
+
+def _grid_filter(g: np.ndarray, op: np.ufunc) -> np.ndarray:
+    """3x3 min or max over a small grid (edges replicated)."""
+    p = np.pad(g, 1, mode="edge")
+    h, w = g.shape
+    out = p[1 : h + 1, 1 : w + 1].copy()
+    for dy in (0, 1, 2):
+        for dx in (0, 1, 2):
+            op(out, p[dy : dy + h, dx : dx + w], out=out)
+    return out
+
+
+def flatten_background(ink: np.ndarray, *, multiplicative: bool = False) -> tuple[np.ndarray, bool]:
+    """Remove uneven light and paper texture from a uint8 ink map (ink bright, paper dark).
+
+    The paper level is the minimum over blocks of 1/BG_CELLS of the long side, opened over 3x3
+    blocks (so that strokes cannot raise it) and interpolated bilinearly back to full size; it
+    is subtracted. With ``multiplicative`` (dark ink on light paper, where light scales both
+    paper and ink) the result is also divided by the local paper brightness, so that ink in a
+    shadow keeps its contrast. A uniform background is left as it is. Returns the map and
+    whether the background was uneven (a photo rather than a digital drawing).
+    """
+    h, w = ink.shape
+    if min(h, w) < FLATTEN_MIN_SIDE:
+        return ink, False
+    cdf = _cdf(ink)
+    if _pct(cdf, FLAT_PCT) == _pct(cdf, 50.0):
+        # Half the image or more is one exact grey level with (almost) nothing below it: a
+        # digital canvas, not a photo; nothing to flatten.
+        return ink, False
+    cell = max(1, -(-max(h, w) // BG_CELLS))
+    grid = _block_reduce(ink, cell, np.minimum)
+    grid = _grid_filter(_grid_filter(grid, np.minimum), np.maximum)
+    low, high = int(grid.min()), int(grid.max())
+    if high - low <= FLAT_BACKGROUND_TOLERANCE:
+        if low == 0:
+            return ink, False
+        return _lut(ink, np.clip(np.arange(256) - low, 0, FULL)), False
+    gh, gw = grid.shape
+    # Grid values sit at block centres: resize the grid to the padded size, then crop.
+    bg = Image.fromarray(grid).resize((gw * cell, gh * cell), Image.BILINEAR)
+    background = np.asarray(bg, dtype=np.float32)[:h, :w]
+    flat = ink.astype(np.float32) - background
+    if multiplicative:
+        paper = np.maximum(FULL - background, FULL * MIN_PAPER_BRIGHTNESS)
+        flat *= FULL / paper
+    return np.clip(flat + 0.5, 0, FULL).astype(np.uint8), True
+
+
+def label_components(mask: np.ndarray) -> tuple[np.ndarray, int]:
+    """8-connected components of a boolean mask: int32 labels (0 = background, 1..n) and n.
+
+    Vectorised union-find (hook roots along every edge, then pointer jumping); converges in a
+    few passes for any shape, with no Python loop over pixels.
+    """
+    h, w = mask.shape
+    labels = np.zeros((h, w), dtype=np.int32)
+    flat = np.flatnonzero(mask)
+    n = flat.size
+    if n == 0:
+        return labels, 0
+    node = np.full((h, w), -1, dtype=np.int32)
+    node.ravel()[flat] = np.arange(n, dtype=np.int32)
+    src: list[np.ndarray] = []
+    dst: list[np.ndarray] = []
+    # Right, down, down-right, down-left neighbours cover all 8 directions once.
+    for dy, dx in ((0, 1), (1, 0), (1, 1), (1, -1)):
+        x0, x1 = max(0, -dx), w - max(0, dx)
+        a = node[0 : h - dy, x0:x1]
+        b = node[dy:h, x0 + dx : x1 + dx]
+        both = (a >= 0) & (b >= 0)
+        src.append(a[both])
+        dst.append(b[both])
+    ea = np.concatenate(src)
+    eb = np.concatenate(dst)
+    parent = np.arange(n, dtype=np.int32)
+    while ea.size:
+        pa, pb = parent[ea], parent[eb]
+        differ = pa != pb
+        if not differ.any():
+            break
+        ea, eb, pa, pb = ea[differ], eb[differ], pa[differ], pb[differ]
+        np.minimum.at(parent, np.maximum(pa, pb), np.minimum(pa, pb))
+        while True:
+            jumped = parent[parent]
+            if np.array_equal(jumped, parent):
+                break
+            parent = jumped
+    roots, compact = np.unique(parent, return_inverse=True)
+    labels.ravel()[flat] = compact.astype(np.int32) + 1
+    return labels, int(roots.size)
+
+
+@dataclass
+class Component:
+    """A connected piece of ink: label, bounding box (x0, y0, x1, y1 exclusive) and pixel count."""
+
+    label: int
+    x0: int
+    y0: int
+    x1: int
+    y1: int
+    area: int
+
+    @property
+    def width(self) -> int:
+        """Bounding-box width in pixels."""
+        return self.x1 - self.x0
+
+    @property
+    def height(self) -> int:
+        """Bounding-box height in pixels."""
+        return self.y1 - self.y0
+
+
+def components(labels: np.ndarray, n: int) -> list[Component]:
+    """Bounding boxes and areas of labelled components, in label order."""
+    if n == 0:
+        return []
+    ys, xs = np.nonzero(labels)
+    lab = labels[ys, xs]
+    area = np.bincount(lab, minlength=n + 1)
+    big = np.iinfo(np.int64).max
+    x0 = np.full(n + 1, big)
+    y0 = np.full(n + 1, big)
+    x1 = np.full(n + 1, -1)
+    y1 = np.full(n + 1, -1)
+    np.minimum.at(x0, lab, xs)
+    np.minimum.at(y0, lab, ys)
+    np.maximum.at(x1, lab, xs)
+    np.maximum.at(y1, lab, ys)
+    return [
+        Component(i, int(x0[i]), int(y0[i]), int(x1[i]) + 1, int(y1[i]) + 1, int(area[i]))
+        for i in range(1, n + 1)
+    ]
+
+
+def pooled_labels(ink: np.ndarray, max_side: int = LABEL_MAX_SIDE) -> tuple[np.ndarray, int, int]:
+    """Label the ink (>= LOW_INK) of a uint8 map, max-pooled to a long side <= ``max_side``.
+
+    Returns labels, their count and the pooling factor (labels[y, x] covers the input's
+    pixels [y*f, (y+1)*f) x [x*f, (x+1)*f)).
+    """
+    factor = max(1, -(-max(ink.shape) // max_side))
+    return (*label_components(_pooled_mask(ink, _LOW_TABLE, factor)), factor)
+
+
+def _pooled_mask(ink: np.ndarray, table: list[int], factor: int) -> np.ndarray:
+    """Pixels that ``table`` maps to nonzero, max-pooled over factor x factor blocks."""
+    binary = Image.fromarray(ink).point(table)
+    if factor > 1:
+        binary = binary.reduce(factor)  # a block's mean is > 0 iff any pixel is set
+    return np.asarray(binary) > 0
+
+
+def remove_specks(ink: np.ndarray, *, clear_edges: bool = False) -> np.ndarray:
+    """Keep the ink of significant components and of small parts next to them.
+
+    Components are pieces of ink >= LOW_INK. Significant ones span at least
+    MIN_DIGIT_FRACTION of the image's long side and hold at least one pixel of strong ink
+    (>= STRONG_INK; hysteresis thresholding: faint residue of a shadow edge or paper grain
+    never reaches it). Smaller pieces with strong ink count when they touch the significant
+    ink's box grown by PART_MARGIN. With ``clear_edges`` (photos), pieces that touch the
+    image's edge -- the edge of the sheet, the table, a shadow or a dark corner -- are dropped
+    first. Returns the cleaned uint8 map (all zero when nothing significant is left).
+    """
+    labels, n, factor = pooled_labels(ink)
+    comps = components(labels, n)
+    if clear_edges:
+        comps = [c for c in comps if not _touches_edge(c, labels.shape)]
+    strong = _pooled_mask(ink, _STRONG_TABLE, factor)
+    has_strong = np.bincount(labels[strong], minlength=n + 1) > 0
+    min_extent = max(MIN_DIGIT_PIXELS, MIN_DIGIT_FRACTION * max(ink.shape)) / factor
+    big = [c for c in comps if has_strong[c.label] and max(c.width, c.height) >= min_extent]
+    if not big:
+        return np.zeros_like(ink)
+    bx0 = min(c.x0 for c in big)
+    by0 = min(c.y0 for c in big)
+    bx1 = max(c.x1 for c in big)
+    by1 = max(c.y1 for c in big)
+    mx = PART_MARGIN * (bx1 - bx0)
+    my = PART_MARGIN * (by1 - by0)
+    keep = np.zeros(n + 1, dtype=bool)
+    for c in comps:
+        keep[c.label] = bool(has_strong[c.label]) and (
+            c.x1 >= bx0 - mx and c.x0 <= bx1 + mx and c.y1 >= by0 - my and c.y0 <= by1 + my
+        )
+    return _keep_cells(ink, keep[labels], factor)
+
+
+def _keep_cells(ink: np.ndarray, cells: np.ndarray, factor: int) -> np.ndarray:
+    """``ink`` where the pooled boolean ``cells`` (factor x factor blocks) are set, else 0."""
+    mask = Image.fromarray(cells.astype(np.uint8) * FULL)
+    if factor > 1:
+        h, w = cells.shape
+        mask = mask.resize((w * factor, h * factor), Image.NEAREST)
+        mask = mask.crop((0, 0, ink.shape[1], ink.shape[0]))
+    return np.asarray(ImageChops.darker(Image.fromarray(ink), mask))
+
+
+def _touches_edge(c: Component, shape: tuple[int, int]) -> bool:
+    """A piece touching the image's edge."""
+    h, w = shape
+    return c.x0 == 0 or c.y0 == 0 or c.x1 == w or c.y1 == h
+
+
+ALPHA_MEAN_REDUCE = 4
+
+
+def _alpha_ink(lum: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    """Ink from a partly transparent image: transparent = paper, opaque colour = ink.
+
+    The ink colour is the alpha-weighted mean brightness; the paper it was drawn for is taken as
+    the opposite (white under dark strokes, black under light ones): ink = alpha * contrast.
+    """
+    a_img = Image.fromarray(alpha)
+    l_img = Image.fromarray(lum)
+    # The mean is taken on a copy reduced ALPHA_MEAN_REDUCE times (plenty for one colour).
+    a_small = np.asarray(a_img.reduce(ALPHA_MEAN_REDUCE), np.float32)
+    weight = float(a_small.sum())
+    if weight == 0 and not alpha.any():
+        return np.zeros_like(lum)
+    l_small = np.asarray(l_img.reduce(ALPHA_MEAN_REDUCE), np.float32)
+    mean = float((l_small * a_small).sum()) / max(weight, 1.0) / FULL
+    contrast = ImageChops.invert(l_img) if mean < 0.5 else l_img
+    return np.asarray(ImageChops.multiply(a_img, contrast))
+
+
+def ink_levels(ink: np.ndarray) -> tuple[int, int, int]:
+    """Paper level, noise sigma and ink peak (grey levels) of a uint8 ink map.
+
+    Sigma comes from the paper's lower side, which ink never reaches: the 16th percentile of
+    the paper's shades (one sigma below its peak for Gaussian noise) lies at NOISE_SIGMA_PCT
+    of the pixels below the peak.
+    """
+    counts = _counts(ink)
+    cdf = _cdf(ink, counts)
+    paper = _paper_level(counts)
+    below = 100.0 * float(cdf[paper])
+    sigma = max(paper - _pct(cdf, NOISE_SIGMA_PCT * below), MIN_NOISE_SIGMA)
+    peak = _pct(cdf, 100.0 * (1.0 - _top_fraction(ink.size)))
+    return paper, sigma, peak
+
+
+def threshold_ink(ink: np.ndarray) -> np.ndarray:
+    """Soft ink (uint8) with paper and noise at 0 and strokes stretched to 255; all 0 if none.
+
+    There is ink when the peak stands MIN_CONTRAST above the paper and MIN_SNR noise sigmas;
+    the cut sits NOISE_K sigmas and CONTRAST_FRACTION of the contrast above the paper.
+    """
+    paper, sigma, peak = ink_levels(ink)
+    contrast = peak - paper
+    if contrast < MIN_CONTRAST * FULL or contrast < MIN_SNR * sigma:
+        return np.zeros_like(ink)
+    cut = paper + max(NOISE_K * sigma, CONTRAST_FRACTION * contrast)
+    span = max(peak - cut, 1)
+    table = np.clip((np.arange(256) - cut) * (FULL / span) + 0.5, 0, FULL)
+    return _lut(ink, table)
+
+
+def _polarity_and_ink(lum: np.ndarray) -> tuple[bool, np.ndarray, bool]:
+    """Dark-ink flag, flattened ink map and photo flag for an opaque image.
+
+    The histogram decides for digital images (most pixels exactly the paper's shade) and
+    small ones. In a photo, shading can put the histogram's peak anywhere, so the histogram
+    test is run on the image divided by a wide blur of itself (a box of 1/SHADING_CELLS of the
+    long side): the shading divides out, the paper sits near 1 and the ink is the far tail.
+    """
+    counts = _counts(lum)
+    digital = counts.max() >= DIGITAL_PAPER_FRACTION * lum.size
+    if digital or min(lum.shape) < FLATTEN_MIN_SIDE:
+        dark = _ink_is_dark(lum)
+    else:
+        small = Image.fromarray(lum).reduce(POLARITY_REDUCE)
+        radius = max(1, max(small.size) // SHADING_CELLS)
+        shading = np.asarray(small.filter(ImageFilter.BoxBlur(radius)), np.float32)
+        ratio = np.asarray(small, np.float32) / np.maximum(shading, 1.0)
+        dark = _ink_is_dark(_u8(ratio * 0.5))  # paper (ratio 1) at mid-grey
+    ink, photo = flatten_background(_as_ink(lum, dark), multiplicative=dark)
+    return dark, ink, photo
+
+
+def _as_ink(lum: np.ndarray, dark: bool) -> np.ndarray:
+    """Brightness to ink (ink bright): inverted for dark ink on light paper."""
+    return np.subtract(FULL, lum, dtype=np.uint8) if dark else lum
+
+
+def _clean_ink(ink: np.ndarray, photo: bool) -> np.ndarray:
+    """Threshold an ink map and remove specks (and, in photos, what touches the edge)."""
+    soft = threshold_ink(ink)
+    return remove_specks(soft, clear_edges=photo) if soft.any() else soft
+
+
+def _plain_contrast(lum: np.ndarray, ink: np.ndarray) -> float:
+    """Grey levels between the median brightness of the ``ink`` pixels and of the rest."""
+    mask = ink > 0
+    if mask.all():
+        return 0.0
+    return abs(float(np.median(lum[mask])) - float(np.median(lum[~mask])))
+
+
+def extract_ink(source: Any, *, plain_reading: bool = True) -> InkImage:
+    """Decode ``source`` and turn it into an :class:`InkImage` (ink = 255, paper = 0).
+
+    ``plain_reading``: for photos, also threshold without flattening the light (``plain``);
+    only single-digit recognition uses it.
+    """
+    img = load_image(source)
+    input_size = img.size
+    img, scale = _reduce(img)
+    lum, alpha = _luminance(img)
+    photo = False
+    if alpha is not None:
+        polarity = "alpha"
+        ink = _alpha_ink(lum, alpha)
+    else:
+        dark, ink, photo = _polarity_and_ink(lum)
+        polarity = "dark-on-light" if dark else "light-on-dark"
+    soft = _clean_ink(ink, photo)
+    plain, plain_polarity = None, "none"
+    if photo and plain_reading:
+        # The light flattening assumes strokes narrower than its blocks, and clears what
+        # touches the edge; a digit cropped tight breaks both, and its ink covers so much of
+        # the frame that the shading-corrected polarity test can flip. Keep a plain reading
+        # too -- polarity from the plain histogram, global threshold -- and let the model
+        # choose (Recognizer.predict_preprocessed).
+        plain_dark = _ink_is_dark(lum)
+        plain = _clean_ink(_as_ink(lum, plain_dark), False)
+        plain = plain if plain.any() and _plain_contrast(lum, plain) >= PLAIN_MIN_CONTRAST else None
+        plain_polarity = "dark-on-light" if plain_dark else "light-on-dark"
+    mask = soft > 0
+    has_ink = bool(mask.any())
+    log.debug("ink: %s, photo %s, %d ink pixels, scale %.2f", polarity, photo, mask.sum(), scale)
+    return InkImage(
+        soft,
+        mask,
+        has_ink,
+        polarity if has_ink else "none",
+        scale,
+        input_size,
+        plain,
+        plain_polarity if plain is not None else "none",
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# MNIST-style normalisation
+# --------------------------------------------------------------------------------------------
+
+Affine = tuple[float, float, float, float, float, float]
+
+
+@dataclass
+class Preprocessed:
+    """What the model sees, and where it came from.
+
+    ``image`` is (28, 28) uint8 with ink = 255 (MNIST polarity). ``box`` is the digit's
+    bounding box in input-image pixels (x, y, width, height), or None without ink. ``affine``
+    maps input-image coordinates to 28x28 coordinates in the form Pillow's
+    ``Image.transform(size, Image.AFFINE, affine)`` takes (x28 = a*x + c, y28 = e*y + f), so a
+    28x28 map can be drawn back over the input image.
+    """
+
+    image: np.ndarray
+    has_ink: bool
+    box: tuple[int, int, int, int] | None = None
+    polarity: str = "none"
+    stroke_width: float = 0.0  # stroke width found before normalisation, in 28x28 pixels
+    input_size: tuple[int, int] = (MNIST_SIZE, MNIST_SIZE)
+    affine: Affine = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
+    # Photos only: the same image thresholded without flattening the light; the recogniser
+    # keeps whichever of the two the model finds more digit-like (an alternative to a blank
+    # only if it is clearly digit-like).
+    alternative: Preprocessed | None = None
+
+    def as_float(self) -> np.ndarray:
+        """The model input: (1, 28, 28) float32 in [0, 1], ink = 1."""
+        return (self.image.astype(np.float32) / FULL)[None]
+
+
+def blank(input_size: tuple[int, int] = (MNIST_SIZE, MNIST_SIZE)) -> Preprocessed:
+    """The result for an image with no ink."""
+    return Preprocessed(np.zeros((MNIST_SIZE, MNIST_SIZE), np.uint8), False, input_size=input_size)
+
+
+def _fit(img: Image.Image, box: int) -> tuple[Image.Image, float, float]:
+    """Resize so the long side is ``box`` px (aspect kept); returns image and x/y scales."""
+    w, h = img.size
+    s = box / max(w, h)
+    nw, nh = max(1, round(w * s)), max(1, round(h * s))
+    # Lanczos when shrinking (sharp yet anti-aliased: re-preprocessing MNIST's own test digits
+    # this way keeps the model's accuracy, bilinear loses ~0.4 points), bicubic when enlarging.
+    method = Image.LANCZOS if s < 1 else Image.BICUBIC
+    return img.resize((nw, nh), method), nw / w, nh / h
+
+
+def _restretch(img: Image.Image) -> Image.Image:
+    """Scale soft ink so the strokes' core reaches 255 again after a resize thinned them."""
+    counts = np.asarray(img.histogram()[1:], dtype=np.float64)
+    total = counts.sum()
+    if total == 0:
+        return img
+    peak = 1 + int(np.searchsorted(np.cumsum(counts), total * PEAK_PCT / 100.0))
+    if peak >= FULL:
+        return img
+    return img.point(_STRETCH_TABLES[peak])
+
+
+# _STRETCH_TABLES[p] maps grey level p (and above) to 255, proportionally below.
+_STRETCH_TABLES = [
+    np.clip(np.rint(np.arange(256) * (FULL / max(p, 1))), 0, FULL).astype(np.uint8).tolist()
+    for p in range(256)
+]
+
+
+def stroke_width(img: Image.Image) -> float:
+    """Stroke width in pixels: ink area / centre-line length.
+
+    The centre-line length is half the pixels a 3x3 erosion removes from the binary strokes,
+    averaged with a 4-neighbour ("plus") erosion: a square eats ~1.4 px into a diagonal edge, a
+    plus ~0.7 px, their mean ~1 px in every direction.
+    """
+    b = np.asarray(img) > BINARY_LEVEL * FULL
+    area0 = int(np.count_nonzero(b))
+    if area0 == 0:
+        return 0.0
+    p = np.pad(b, 1)
+    plus = b & p[:-2, 1:-1] & p[2:, 1:-1] & p[1:-1, :-2] & p[1:-1, 2:]
+    square = plus & p[:-2, :-2] & p[:-2, 2:] & p[2:, :-2] & p[2:, 2:]
+    loss = 2 * area0 - int(np.count_nonzero(plus)) - int(np.count_nonzero(square))
+    length = max(loss / 4.0, 1.0)
+    return float(np.asarray(img, dtype=np.float32).sum()) / FULL / length
+
+
+def _normalise_width(img: Image.Image, width: float) -> Image.Image:
+    """Dilate or erode (square kernel) so that a ``width`` px stroke lands in MNIST's range."""
+    target = MNIST_STROKE_WIDTH
+    if width <= 0 or target / STROKE_TOLERANCE <= width <= target * STROKE_TOLERANCE:
+        return img
+    if width < target:
+        grow = round(target - width)
+        return img.filter(ImageFilter.MaxFilter(2 * (grow // 2) + 1)) if grow >= 2 else img
+    # Thin thick strokes only down to the edge of MNIST's range, and never by more than
+    # MAX_ERODE_FRACTION of their width: erosion breaks a stroke's thinner parts.
+    shrink = min(round(width - target * STROKE_TOLERANCE), int(width * MAX_ERODE_FRACTION))
+    return img.filter(ImageFilter.MinFilter(2 * (shrink // 2) + 1)) if shrink >= 2 else img
+
+
+def normalize_digit(
+    ink: np.ndarray, *, offset: tuple[float, float] = (0.0, 0.0), scale: float = 1.0
+) -> tuple[np.ndarray, float, Affine] | None:
+    """Crop, stroke-normalise, fit to 20x20 and centre by mass in 28x28, like MNIST.
+
+    ``ink`` is a uint8 soft ink map (ink = 255, paper = 0). ``offset`` and ``scale`` say where
+    ``ink``'s pixel (0, 0) lies in the input image and how many input pixels one of its pixels
+    spans; they only serve the returned affine map. Returns the (28, 28) uint8 image, the stroke
+    width found (in 28x28 pixels) and the input -> 28x28 affine map, or None if ``ink`` is
+    empty.
+    """
+    src = Image.fromarray(ink)
+    bb = src.getbbox()
+    if bb is None:
+        return None
+    x0, y0 = bb[0], bb[1]
+    big, sx1, sy1 = _fit(src.crop(bb), NORM_BOX)
+    big = _restretch(big)
+    width = stroke_width(big)
+    morphed = _normalise_width(big, width)
+    bb2 = morphed.getbbox()
+    if bb2 is None:  # eroded away: keep the strokes as they were
+        morphed, bb2 = big, big.getbbox() or (0, 0, big.width, big.height)
+    small, sx2, sy2 = _fit(morphed.crop(bb2), MNIST_BOX)
+    s = np.asarray(_restretch(small), dtype=np.float32)
+    total = float(s.sum())
+    if total <= 0:
+        return None
+    h, w = s.shape
+    cy = float(s.sum(axis=1) @ np.arange(h)) / total + 0.5
+    cx = float(s.sum(axis=0) @ np.arange(w)) / total + 0.5
+    ox = int(np.clip(round(MNIST_CENTER - cx), 0, MNIST_SIZE - w))
+    oy = int(np.clip(round(MNIST_CENTER - cy), 0, MNIST_SIZE - h))
+    image = np.zeros((MNIST_SIZE, MNIST_SIZE), np.uint8)
+    image[oy : oy + h, ox : ox + w] = s.astype(np.uint8)
+    # input x -> working x (/scale, -offset) -> crop (-x0) -> big (*sx1) -> morphed crop
+    # (-bb2[0]) -> small (*sx2) -> 28 field (+ox); the same for y.
+    ax = sx1 * sx2 / scale
+    ay = sy1 * sy2 / scale
+    cx_ = (-offset[0] / scale - x0) * sx1 * sx2 - bb2[0] * sx2 + ox
+    cy_ = (-offset[1] / scale - y0) * sy1 * sy2 - bb2[1] * sy2 + oy
+    seen_width = width * MNIST_BOX / NORM_BOX
+    return image, seen_width, (ax, 0.0, cx_, 0.0, ay, cy_)
+
+
+def preprocess_ink(
+    ink: np.ndarray,
+    *,
+    scale: float = 1.0,
+    offset: tuple[int, int] = (0, 0),
+    input_size: tuple[int, int] | None = None,
+    polarity: str = "none",
+) -> Preprocessed:
+    """Normalise a uint8 ink map (thresholded, ink = 255) to a :class:`Preprocessed`.
+
+    ``offset`` is the working-resolution position of ``ink``'s pixel (0, 0) when it is a crop
+    of a larger map (a digit of a number); ``scale`` is input pixels per working pixel.
+    """
+    size = input_size or (round(ink.shape[1] * scale), round(ink.shape[0] * scale))
+    work_offset = (offset[0] * scale, offset[1] * scale)
+    result = normalize_digit(ink, offset=work_offset, scale=scale)
+    bb = Image.fromarray(ink).getbbox()
+    if result is None or bb is None:
+        return blank(size)
+    image, width, affine = result
+    x0, y0, x1, y1 = bb
+    box = (
+        int((offset[0] + x0) * scale),
+        int((offset[1] + y0) * scale),
+        max(1, round((x1 - x0) * scale)),
+        max(1, round((y1 - y0) * scale)),
+    )
+    return Preprocessed(image, True, box, polarity, width, size, affine)
+
+
+def to_model_input(image: Any) -> Preprocessed:
+    """Any image (path, bytes, PIL image, numpy array) to the 28x28 MNIST-style model input.
+
+    A :class:`Preprocessed` is passed through unchanged. Without ink (blank, uniform, or only
+    specks of noise) ``has_ink`` is False and ``image`` is all zeros.
+    """
+    if isinstance(image, Preprocessed):
+        return image
+    ink = extract_ink(image)
+    if ink.has_ink:
+        pre = preprocess_ink(
+            ink.ink, scale=ink.scale, input_size=ink.input_size, polarity=ink.polarity
+        )
+    else:
+        pre = blank(ink.input_size)
+    if ink.plain is not None:
+        alt = preprocess_ink(
+            ink.plain, scale=ink.scale, input_size=ink.input_size, polarity=ink.plain_polarity
+        )
+        pre.alternative = alt if alt.has_ink else None
+    return pre
