@@ -25,8 +25,8 @@ pytest.importorskip("onnxruntime")
 
 from digitlab.apps.cli import main  # noqa: E402
 from digitlab.core.errors import CheckpointError  # noqa: E402
-from digitlab.engine.backends.onnx import OnnxBackend  # noqa: E402
 from digitlab.core.resolve import BUNDLED_MODEL  # noqa: E402
+from digitlab.engine.backends.onnx import OnnxBackend  # noqa: E402
 from digitlab.training.checkpoint import load_model_from_checkpoint  # noqa: E402
 from digitlab.training.export import (  # noqa: E402
     MAX_INT8_ACCURACY_DROP,

@@ -17,7 +17,9 @@ import pytest
 from PIL import Image
 
 import tune_images as synth
+from digitlab.core.constants import MAX_IMAGE_PIXELS
 from digitlab.core.errors import ImageError
+from digitlab.engine import decode as D
 from digitlab.engine import preprocess as P
 from imagegen import (
     centre_of_mass,
@@ -167,20 +169,20 @@ def test_numpy_arrays_of_every_kind(mnist):
 
 def test_errors_name_the_problem(tmp_path):
     with pytest.raises(ImageError, match="no such file"):
-        P.load_image(tmp_path / "missing.png")
+        D.load_image(tmp_path / "missing.png")
     with pytest.raises(ImageError, match="is a directory"):
-        P.load_image(tmp_path)
+        D.load_image(tmp_path)
     (tmp_path / "notes.png").write_text("not an image at all")
     with pytest.raises(ImageError, match=r"notes\.png: not a recognised image"):
-        P.load_image(tmp_path / "notes.png")
+        D.load_image(tmp_path / "notes.png")
     with pytest.raises(ImageError, match="empty"):
-        P.load_image(b"")
+        D.load_image(b"")
     with pytest.raises(ImageError, match="cannot read an image from a dict"):
-        P.load_image({"image": 1})
+        D.load_image({"image": 1})
     with pytest.raises(ImageError, match=r"shape \(2, 3, 5, 7\)"):
-        P.load_image(np.zeros((2, 3, 5, 7)))
+        D.load_image(np.zeros((2, 3, 5, 7)))
     with pytest.raises(ImageError, match="NaN"):
-        P.load_image(np.full((28, 28), np.nan))
+        D.load_image(np.full((28, 28), np.nan))
 
 
 def test_truncated_file_is_an_error(seven):
@@ -193,16 +195,17 @@ def test_truncated_file_is_an_error(seven):
 def test_decompression_bomb_is_refused_before_decoding(width, height):
     data = png_header_only(width, height)  # 60 MP to 400 MP claimed in a few hundred bytes
     assert len(data) < 2000
-    with pytest.raises(ImageError, match=f"{P.MAX_IMAGE_PIXELS:,}") as err:
-        P.load_image(data)
+    with pytest.raises(ImageError, match=f"{MAX_IMAGE_PIXELS:,}") as err:
+        D.load_image(data)
     assert "MAX_IMAGE_PIXELS" in str(err.value)
     with pytest.raises(ImageError, match="exceeds the limit"):
-        P.load_image(np.zeros((1, P.MAX_IMAGE_PIXELS + 1), np.uint8))
+        D.load_image(np.zeros((1, MAX_IMAGE_PIXELS + 1), np.uint8))
 
 
 def test_preprocess_and_recognizer_do_not_import_torch():
     code = (
-        "import sys, numpy as np; import digitlab.engine.preprocess as p, digitlab.engine.recognizer, "
+        "import sys, numpy as np; import digitlab.engine.preprocess as p; "
+        "import digitlab.engine.recognizer, "
         "digitlab.engine.segment, digitlab.engine.explain, digitlab.engine.calibrate; "
         "p.to_model_input(np.eye(40) * 255); assert 'torch' not in sys.modules, 'torch'"
     )

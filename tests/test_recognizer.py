@@ -14,11 +14,11 @@ import pytest
 from PIL import Image
 
 import tune_images as synth
+from digitlab.api import load_model
 from digitlab.core.errors import CheckpointError, DigitlabError, ImageError
 from digitlab.engine import calibrate
-from digitlab.engine.preprocess import to_model_input
-from digitlab.api import load_model
 from digitlab.engine.calibrate import softmax
+from digitlab.engine.preprocess import to_model_input
 from digitlab.engine.recognizer import CONFIDENCE_THRESHOLD, NumberResult, Prediction
 from imagegen import ink_box, sample
 

@@ -757,8 +757,8 @@ def _service(request: Request) -> InferenceService:
 def create_app(settings: ServerSettings | None = None, *, recognizer: Any = None) -> FastAPI:
     """Build the application.
 
-    ``recognizer`` (an object with the :class:`digitlab.engine.recognizer.Recognizer` API) is used as
-    it is when given (the process's thread settings are left alone: tests embed apps this
+    ``recognizer`` (an object with the :class:`digitlab.engine.recognizer.Recognizer` API) is used
+    as it is when given (the process's thread settings are left alone: tests embed apps this
     way); otherwise ``settings.model`` is loaded once in the lifespan hook, with the model
     threads capped to ``settings.threads``.
     """

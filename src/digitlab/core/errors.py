@@ -3,8 +3,9 @@
 Every error a user can cause (a bad file, a bad option, missing data) is raised as a
 :class:`DigitlabError` whose message names the problem: the file, the field, the limit. The CLI
 prints the message and exits with status 2; the server maps each kind to its status code
-(:class:`ImageTooLargeError` 413, :class:`UnsupportedImageError` 415, any other :class:`ImageError` 422)
-with the message as the JSON ``detail``. Anything else that escapes is a bug.
+(:class:`ImageTooLargeError` 413, :class:`UnsupportedImageError` 415, any other
+:class:`ImageError` 422) with the message as the JSON ``detail``. Anything else that escapes is
+a bug.
 """
 
 from __future__ import annotations

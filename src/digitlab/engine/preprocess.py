@@ -5,9 +5,9 @@ the aspect ratio (anti-aliased), and pasting it into a 28x28 field so that its c
 sits in the middle. A model trained on MNIST only reads digits that look like that, so every
 image we are given goes through the same steps first:
 
-1. **Decode** (:func:`load_image`): a path, bytes, file object, PIL image or numpy array; PNG,
-   JPEG, BMP, GIF (first frame), WebP, TIFF; any mode (1, L, P, RGB, RGBA, LA, CMYK, 16-bit);
-   EXIF orientation applied; a pixel limit guards against decompression bombs.
+1. **Decode** (:func:`digitlab.engine.decode.load_image`): a path, bytes, file object, PIL
+   image or numpy array in any supported format and mode, EXIF orientation applied, with a
+   pixel limit against decompression bombs.
 2. **Ink map** (:func:`extract_ink`): an image where ink = 255 and paper = 0. Transparent
    pixels are paper. Otherwise the polarity (dark ink on light paper, or light on dark) is
    read from the histogram -- the paper is its peak, the ink the far tail -- after dividing a
@@ -28,12 +28,8 @@ Preprocessing a 280x280 canvas takes well under 2 ms (see ``benchmarks/robustnes
 
 from __future__ import annotations
 
-import io
 import logging
-import os
-import warnings
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -41,11 +37,10 @@ from PIL import (
     Image,
     ImageChops,
     ImageFilter,
-    ImageOps,
-    UnidentifiedImageError,
 )
 
-from digitlab.core.errors import ImageError
+from digitlab.core.constants import IMAGE_SIDE, MNIST_BOX
+from digitlab.engine.decode import load_image
 
 log = logging.getLogger(__name__)
 
@@ -53,13 +48,7 @@ log = logging.getLogger(__name__)
 # Limits and constants
 # --------------------------------------------------------------------------------------------
 
-# Largest image we decode: 50 megapixels holds an 8160x6120 phone photo (49.9 MP); a
-# decompression bomb, which claims billions of pixels in a small file, is refused before its
-# pixels are decoded. The web server relies on this limit.
-MAX_IMAGE_PIXELS = 50_000_000
 # The MNIST geometry: a 28x28 field with the digit's long side scaled to 20 px.
-MNIST_SIZE = 28
-MNIST_BOX = 20
 # Images are reduced (box filter) so that their long side is at most this before the ink is
 # found: a digit that fills a tenth of such an image still spans 100 px, five times the 20 px it
 # ends up as, and a 4000 px phone photo costs the same as a 1000 px one.
@@ -164,148 +153,6 @@ PEAK_PCT = 95.0
 # [i, i+1): 14.50 in x and 14.49 in y, the mean over the first 3,000 training digits (MNIST
 # moved its digits by whole pixels so that the mass centre fell on pixel index 14).
 MNIST_CENTER = 14.5
-
-SUPPORTED_FORMATS = ("PNG", "JPEG", "BMP", "GIF", "WEBP", "TIFF")
-EXIF_ORIENTATION = 0x0112  # the EXIF tag saying how the camera was held
-
-
-# --------------------------------------------------------------------------------------------
-# Decoding
-# --------------------------------------------------------------------------------------------
-
-
-def _describe(source: Any) -> str:
-    """Short name of an image source for error messages."""
-    if isinstance(source, (str, os.PathLike)):
-        return str(source)
-    if isinstance(source, (bytes, bytearray, memoryview)):
-        return f"image data ({len(source)} bytes)"
-    return type(source).__name__
-
-
-def _check_pixels(width: int, height: int, what: str) -> None:
-    """Refuse images above MAX_IMAGE_PIXELS (or empty ones) with a message naming the limit."""
-    if width <= 0 or height <= 0:
-        raise ImageError(f"{what}: empty image ({width}x{height})")
-    if width * height > MAX_IMAGE_PIXELS:
-        raise ImageError(
-            f"{what}: {width}x{height} = {width * height:,} pixels exceeds the limit of "
-            f"{MAX_IMAGE_PIXELS:,} pixels (MAX_IMAGE_PIXELS)"
-        )
-
-
-def _array_to_image(array: np.ndarray, what: str) -> Image.Image:
-    """A numpy image (H,W), (H,W,1|3|4) as a PIL image.
-
-    uint8 is taken as 0-255, uint16 as 0-65535, bool as ink/no-ink, floats as [0, 1] when their
-    maximum is at most 1 and as 0-255 otherwise. Leading singleton axes ((1, 28, 28)) are
-    dropped.
-    """
-    a = np.asarray(array)
-    while a.ndim > 2 and a.shape[0] == 1 and not (a.ndim == 3 and a.shape[2] in (3, 4)):
-        a = a[0]
-    if a.ndim == 3 and a.shape[2] == 1:
-        a = a[:, :, 0]
-    if a.ndim not in (2, 3) or (a.ndim == 3 and a.shape[2] not in (3, 4)):
-        raise ImageError(
-            f"{what}: array of shape {a.shape} is not an image; expected (H, W), (H, W, 3) "
-            "or (H, W, 4)"
-        )
-    _check_pixels(a.shape[1], a.shape[0], what)
-    if a.dtype == bool:
-        a = a.astype(np.uint8) * 255
-    elif a.dtype == np.uint16 and a.ndim == 2:
-        return Image.fromarray(np.ascontiguousarray(a))  # mode I;16
-    elif a.dtype != np.uint8:
-        if not np.issubdtype(a.dtype, np.number):
-            raise ImageError(f"{what}: array of dtype {a.dtype} is not an image")
-        f = a.astype(np.float64)
-        if not np.isfinite(f).all():
-            raise ImageError(f"{what}: array contains NaN or infinite values")
-        if np.issubdtype(a.dtype, np.integer) and f.max(initial=0) > 255:
-            f = f / 65535.0 * 255.0
-        elif f.max(initial=0) <= 1.0:
-            f = f * 255.0
-        a = np.clip(np.rint(f), 0, 255).astype(np.uint8)
-    return Image.fromarray(np.ascontiguousarray(a))
-
-
-def load_image(source: Any) -> Image.Image:
-    """Decode an image from a path, bytes, a binary file object, a PIL image or a numpy array.
-
-    The result has EXIF orientation applied, is the first frame of an animation, and is fully
-    loaded. Its mode is kept (alpha matters: transparent pixels are paper). Raises
-    :class:`ImageError` naming the source for unreadable, empty or over-large images (more than
-    :data:`MAX_IMAGE_PIXELS` pixels).
-    """
-    what = _describe(source)
-    if isinstance(source, np.ndarray):
-        return _array_to_image(source, what)
-    if isinstance(source, Image.Image):
-        _check_pixels(source.width, source.height, what)
-        return _finish(source, what)
-    if isinstance(source, (str, os.PathLike)):
-        path = Path(source)
-        if not path.exists():
-            raise ImageError(f"{path}: no such file")
-        if path.is_dir():
-            raise ImageError(f"{path}: is a directory, not an image")
-        try:
-            with open(path, "rb") as fh:
-                data = fh.read()
-        except OSError as exc:
-            raise ImageError(f"{path}: cannot be read: {exc.strerror or exc}") from None
-        return _decode(data, what)
-    if isinstance(source, (bytes, bytearray, memoryview)):
-        return _decode(bytes(source), what)
-    if hasattr(source, "read"):
-        return _decode(source.read(), what)
-    raise ImageError(
-        f"cannot read an image from a {type(source).__name__}; pass a path, bytes, "
-        "a PIL image or a numpy array"
-    )
-
-
-def _decode(data: bytes, what: str) -> Image.Image:
-    """Open encoded bytes, checking the pixel count from the header before decoding."""
-    if not data:
-        raise ImageError(f"{what}: empty file")
-    try:
-        with warnings.catch_warnings():
-            # Pillow warns above its own, larger limit; ours below is the one that counts.
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            img = Image.open(io.BytesIO(data))
-    except UnidentifiedImageError:
-        raise ImageError(
-            f"{what}: not a recognised image (supported: {', '.join(SUPPORTED_FORMATS)})"
-        ) from None
-    except Image.DecompressionBombError as exc:
-        raise ImageError(
-            f"{what}: refused: more than the limit of {MAX_IMAGE_PIXELS:,} pixels "
-            f"(MAX_IMAGE_PIXELS); {exc}"
-        ) from None
-    except Exception as exc:  # Pillow raises many types for corrupt headers
-        raise ImageError(f"{what}: cannot be decoded: {exc}") from None
-    _check_pixels(img.width, img.height, what)
-    return _finish(img, what)
-
-
-def _finish(img: Image.Image, what: str) -> Image.Image:
-    """First frame, fully loaded, EXIF orientation applied."""
-    try:
-        if getattr(img, "n_frames", 1) > 1:
-            img.seek(0)
-        img.load()  # truncated files fail here (unless the app set LOAD_TRUNCATED_IMAGES)
-        if img.getexif().get(EXIF_ORIENTATION, 1) != 1:
-            img = ImageOps.exif_transpose(img) or img
-    except Image.DecompressionBombError as exc:
-        raise ImageError(
-            f"{what}: refused: more than the limit of {MAX_IMAGE_PIXELS:,} pixels "
-            f"(MAX_IMAGE_PIXELS); {exc}"
-        ) from None
-    except (OSError, ValueError, SyntaxError) as exc:
-        raise ImageError(f"{what}: cannot be decoded: {exc}") from None
-    return img
 
 
 # --------------------------------------------------------------------------------------------
@@ -801,7 +648,7 @@ class Preprocessed:
     box: tuple[int, int, int, int] | None = None
     polarity: str = "none"
     stroke_width: float = 0.0  # stroke width found before normalisation, in 28x28 pixels
-    input_size: tuple[int, int] = (MNIST_SIZE, MNIST_SIZE)
+    input_size: tuple[int, int] = (IMAGE_SIDE, IMAGE_SIDE)
     affine: Affine = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
     # Photos only: the same image thresholded without flattening the light; the recogniser
     # keeps whichever of the two the model finds more digit-like (an alternative to a blank
@@ -813,9 +660,9 @@ class Preprocessed:
         return (self.image.astype(np.float32) / FULL)[None]
 
 
-def blank(input_size: tuple[int, int] = (MNIST_SIZE, MNIST_SIZE)) -> Preprocessed:
+def blank(input_size: tuple[int, int] = (IMAGE_SIDE, IMAGE_SIDE)) -> Preprocessed:
     """The result for an image with no ink."""
-    return Preprocessed(np.zeros((MNIST_SIZE, MNIST_SIZE), np.uint8), False, input_size=input_size)
+    return Preprocessed(np.zeros((IMAGE_SIDE, IMAGE_SIDE), np.uint8), False, input_size=input_size)
 
 
 def _fit(img: Image.Image, box: int) -> tuple[Image.Image, float, float]:
@@ -912,9 +759,9 @@ def normalize_digit(
     h, w = s.shape
     cy = float(s.sum(axis=1) @ np.arange(h)) / total + 0.5
     cx = float(s.sum(axis=0) @ np.arange(w)) / total + 0.5
-    ox = int(np.clip(round(MNIST_CENTER - cx), 0, MNIST_SIZE - w))
-    oy = int(np.clip(round(MNIST_CENTER - cy), 0, MNIST_SIZE - h))
-    image = np.zeros((MNIST_SIZE, MNIST_SIZE), np.uint8)
+    ox = int(np.clip(round(MNIST_CENTER - cx), 0, IMAGE_SIDE - w))
+    oy = int(np.clip(round(MNIST_CENTER - cy), 0, IMAGE_SIDE - h))
+    image = np.zeros((IMAGE_SIDE, IMAGE_SIDE), np.uint8)
     image[oy : oy + h, ox : ox + w] = s.astype(np.uint8)
     # input x -> working x (/scale, -offset) -> crop (-x0) -> big (*sx1) -> morphed crop
     # (-bb2[0]) -> small (*sx2) -> 28 field (+ox); the same for y.

@@ -138,8 +138,8 @@ def _progress(total: int):
 
 def _write_heatmap(rec: Any, path: str, pre: Any, prediction: Any, out_dir: Path) -> str:
     """Save the heat map overlay of one prediction; returns the file written."""
+    from digitlab.engine.decode import load_image
     from digitlab.engine.explain import explain_prediction, overlay
-    from digitlab.engine.preprocess import load_image
 
     heat = explain_prediction(rec, pre, prediction)
     target = out_dir / f"{Path(path).stem}.heatmap.png"

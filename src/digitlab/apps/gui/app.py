@@ -1,8 +1,8 @@
 """The main window: drawing pad, results sidebar, menus, shortcuts, status bar.
 
 All recognition goes through :class:`digitlab.engine.recognizer.Recognizer` (the same engine
-as the CLI and the web app), on a worker thread so the window never freezes; results come back to the Tk
-thread through :class:`~digitlab.apps.gui.worker.TaskRunner`.
+as the CLI and the web app), on a worker thread so the window never freezes; results come back
+to the Tk thread through :class:`~digitlab.apps.gui.worker.TaskRunner`.
 """
 
 from __future__ import annotations
@@ -322,7 +322,7 @@ class DigitlabApp:
         self.set_status(f"Opening {path.name}…")
 
         def job() -> Image.Image:  # on the worker: must not reference self
-            from digitlab.engine.preprocess import load_image
+            from digitlab.engine.decode import load_image
 
             return load_image(path)
 

@@ -1,8 +1,9 @@
 """The "Train…" dialog: train a zoo model in the background with live progress.
 
 Training runs :func:`digitlab.training.trainer.train` on a daemon thread (:func:`run_training`,
-which holds no Tk object). Its callback only posts messages to a queue; the dialog updates its progress bar
-and accuracy curve from them on the Tk thread. Cancel sets the run's ``stop_event``: the run
+which holds no Tk object). Its callback only posts messages to a queue; the dialog updates its
+progress bar and accuracy curve from them on the Tk thread. Cancel sets the run's
+``stop_event``: the run
 stops after saving ``last.pt`` and the app keeps the model it had. A finished run's ``best.pt``
 becomes the app's model.
 """
