@@ -1,4 +1,10 @@
-"""Shared helpers of the benchmark scripts: where MNIST is, and what machine ran them."""
+"""Shared helpers of the benchmark scripts and the tests: where MNIST is, what machine ran them.
+
+Where a development checkout finds MNIST is decided here only (the tests' conftest imports it):
+``--data-dir``, else ``$DIGITLAB_DATA``, else ``../shared/mnist`` beside the repository. (The
+library itself looks in ``--data-dir``/``$DIGITLAB_DATA``, its cache, then downloads:
+``digitlab.training.data.locate_mnist``.)
+"""
 
 from __future__ import annotations
 
@@ -7,23 +13,27 @@ import platform
 from datetime import datetime, timezone
 from pathlib import Path
 
-import torch
-
 RESULTS = Path(__file__).resolve().parent / "results"
 SHARED_MNIST = Path(__file__).resolve().parents[2] / "shared" / "mnist"
 
 
 def mnist_dir(arg: str | None = None) -> str | None:
-    """``--data-dir``, else ``$DIGITLAB_DATA``, else ``../shared/mnist`` beside the repo."""
+    """``--data-dir``, else ``$DIGITLAB_DATA``, else ``../shared/mnist`` beside the repo (when it
+    holds IDX files); None when none of them does."""
+    from digitlab.core.settings import ENV_DATA
+
     if arg:
         return arg
-    if os.environ.get("DIGITLAB_DATA"):
-        return os.environ["DIGITLAB_DATA"]
-    return str(SHARED_MNIST) if SHARED_MNIST.is_dir() else None
+    for candidate in (os.environ.get(ENV_DATA), SHARED_MNIST):
+        if candidate and Path(candidate).is_dir() and any(Path(candidate).glob("*idx*")):
+            return str(candidate)
+    return None
 
 
 def machine() -> dict:
     """What the numbers were measured on (recorded with every result file)."""
+    import torch
+
     return {
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "platform": platform.platform(),

@@ -6,7 +6,8 @@
 #   bash scripts/test.sh -m slow      # extra pytest arguments are passed through
 #
 # Environment:
-#   DIGITLAB_DATA   folder with the four MNIST files (default: ../shared/mnist if present)
+#   DIGITLAB_DATA   folder with the four MNIST files (default: ../shared/mnist if present;
+#                   the tests find it: benchmarks/common.py, printed in pytest's header)
 #   DIGITLAB_TORCH  pip requirement for torch (default torch==2.13.0: on the project's
 #                   machines that is the local CPU build; elsewhere any recent torch works)
 #   SKIP_INSTALL=1  skip the system and pip installs (for a quick re-run)
@@ -18,12 +19,6 @@ if [ "${SKIP_INSTALL:-0}" != 1 ]; then
     python3 -m pip install --quiet --disable-pip-version-check "${DIGITLAB_TORCH:-torch==2.13.0}"
     python3 -m pip install --quiet --disable-pip-version-check -e ".[dev]"
 fi
-
-if [ -z "${DIGITLAB_DATA:-}" ] && [ -d ../shared/mnist ]; then
-    DIGITLAB_DATA="$(cd ../shared/mnist && pwd)"
-    export DIGITLAB_DATA
-fi
-echo "MNIST for the tests: ${DIGITLAB_DATA:-not found (tests that need it will say so)}"
 
 python3 -m ruff check src tests benchmarks scripts
 python3 -m ruff format --check src tests benchmarks scripts
