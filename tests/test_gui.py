@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import itertools
+import json
 import math
 import os
 import shutil
@@ -24,6 +25,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+
+from digitlab.core.errors import DigitlabError
 
 pytestmark = pytest.mark.gui
 
@@ -427,28 +430,102 @@ def test_pen_width_changes_the_stroke(app):
     assert widths[1] > 3 * widths[0]
 
 
-def test_starts_with_newest_run_and_says_so(make_app, tmp_path):
+def _fake_run(
+    folder: Path, name: str, *, epochs: int, done: int, age: float, early_stopping=None
+) -> Path:
+    """A run directory as the trainer leaves it after ``done`` of ``epochs`` epochs: config.json,
+    metrics.csv and best.pt (a copy of the bundled model), best.pt ``age`` seconds old."""
     from digitlab.core.resolve import BUNDLED_MODEL
 
-    for age, run in ((200, "20240101-000000-old"), (100, "20240102-000000-new")):
-        best = tmp_path / "runs" / run / "best.pt"
-        best.parent.mkdir(parents=True)
-        shutil.copy(BUNDLED_MODEL, best)
-        stamp = time.time() - age
-        os.utime(best, (stamp, stamp))
-    app = make_app(tmp_path)
-    assert "20240102-000000-new/best.pt" in app.model_var.get()
-    assert app.error_var.get() == ""
+    run = folder / "runs" / name
+    run.mkdir(parents=True)
+    config = {"model": "digitnet", "epochs": epochs, "early_stopping": early_stopping}
+    (run / "config.json").write_text(json.dumps(config))
+    rows = ["epoch,train_loss,train_acc,val_loss,val_acc,test_loss,test_acc,lr,seconds"]
+    for epoch in range(1, done + 1):
+        val = min(0.9 + 0.01 * epoch, 0.95)  # stops improving after epoch 5
+        rows.append(f"{epoch},0.1,0.9,0.1,{val},0.1,{val},0.001,1.0")
+    (run / "metrics.csv").write_text("\n".join(rows) + "\n")
+    best = run / "best.pt"
+    shutil.copy(BUNDLED_MODEL, best)
+    stamp = time.time() - age
+    os.utime(best, (stamp, stamp))
+    return best
 
 
-def test_corrupt_newest_run_falls_back_to_bundled(make_app, tmp_path):
-    best = tmp_path / "runs" / "20240103-000000-broken" / "best.pt"
-    best.parent.mkdir(parents=True)
-    best.write_bytes(b"not a checkpoint")
+def test_starts_with_the_bundled_model_even_after_a_cancelled_run(make_app, tmp_path):
+    """Issue #14.2: a run in ./runs (finished or not) never replaces the bundled model."""
+    _fake_run(tmp_path, "20240101-000000-done", epochs=3, done=3, age=200)
+    _fake_run(tmp_path, "20240102-000000-cancelled", epochs=5, done=1, age=100)
     app = make_app(tmp_path)
-    assert str(best) in app.error_var.get()
+    assert "bundled model" in app.model_var.get(), app.model_var.get()
+    assert "runs" not in app.model_var.get() and app.error_var.get() == ""
+
+
+def test_newest_run_is_the_newest_finished_one(tmp_path):
+    from digitlab.apps.gui import newest_finished_run, startup_model
+
+    assert newest_finished_run(tmp_path) is None
+    with pytest.raises(DigitlabError, match="no finished training run"):
+        startup_model("newest", tmp_path)
+    done = _fake_run(tmp_path, "20240101-000000-done", epochs=3, done=3, age=300)
+    _fake_run(tmp_path, "20240102-000000-cancelled", epochs=5, done=1, age=200)
+    stopped = _fake_run(tmp_path, "20240103-000000-early", epochs=20, done=9, age=400,
+                        early_stopping=3)  # fmt: skip
+    patient = _fake_run(
+        tmp_path, "20240104-000000-x", epochs=20, done=9, age=100, early_stopping=5
+    )  # fmt: skip  (4 epochs since the best: not stopped)
+    (tmp_path / "runs" / "20240105-000000-empty").mkdir()  # crashed before its first epoch
+    assert newest_finished_run(tmp_path) == done
+    assert startup_model("newest", tmp_path) == (done, "newest run: 20240101-000000-done/best.pt")
+    assert startup_model(None, tmp_path)[0] is None  # the bundled model, unless asked
+    os.utime(stopped)  # now the early-stopped run is the newest finished one
+    assert newest_finished_run(tmp_path) == stopped
+    assert patient.is_file()
+
+
+def test_load_newest_run_from_the_menu(make_app, tmp_path):
+    app = make_app(tmp_path)
+    app.load_newest_run()
+    wait_idle(app)
+    assert "No finished training run" in app.error_var.get()
     assert "bundled model" in app.model_var.get()
-    assert app.recognizer is not None
+    app.clear_error()
+    _fake_run(tmp_path, "20240101-000000-done", epochs=2, done=2, age=100)
+    app.load_newest_run()
+    wait_idle(app)
+    assert app.error_var.get() == ""
+    assert "newest run: 20240101-000000-done/best.pt" in app.model_var.get()
+
+
+def test_corrupt_model_given_to_the_app_is_reported_not_replaced(make_app, tmp_path):
+    from digitlab.apps.gui import create_app
+
+    best = tmp_path / "broken.pt"
+    best.write_bytes(b"not a checkpoint")
+    app = create_app(best, cwd=tmp_path)
+    try:
+        wait_idle(app)
+        assert str(best) in app.error_var.get()
+        assert "instead" not in app.error_var.get()  # no silent switch to the bundled model
+        assert app.recognizer is None
+    finally:
+        app.close()
+
+
+def test_app_sets_torch_inference_threads(make_app, tmp_path, monkeypatch):
+    import torch
+
+    from digitlab.apps.gui import app as app_module
+
+    monkeypatch.setattr(app_module, "_threads_set", False)
+    monkeypatch.setenv("DIGITLAB_TORCH_THREADS", "1")
+    torch.set_num_threads(2)
+    try:
+        make_app(tmp_path)
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(1)
 
 
 def test_multi_digit_mode_reads_the_number(app, recognizer, x_display, artifacts_dir):
@@ -471,6 +548,29 @@ def test_multi_digit_mode_reads_the_number(app, recognizer, x_display, artifacts
         assert_same_prediction(gui_box.prediction, box.prediction)
     assert len(app.pad.find_withtag("box")) == 2 * len(engine.digits)  # outline + label each
     screenshot(app.root, artifacts_dir / "gui_multi_digit.png", x_display)
+
+
+def test_multi_digit_mode_passes_the_strokes_to_the_engine(app, monkeypatch):
+    """Issue #15: read_number gets the strokes when it takes them (a ``strokes`` keyword)."""
+    rec = app.recognizer
+    original = rec.read_number
+    calls = []
+
+    def read_number(image, *, top_k=3, strokes=None):  # what the engine will accept
+        calls.append(strokes)
+        return original(image, top_k=top_k)
+
+    monkeypatch.setattr(rec, "read_number", read_number)
+    press_keys(app, "ctrl+m")
+    draw(app, ONE_SEVEN)
+    wait_idle(app)
+    strokes = calls[-1]
+    assert strokes is not None and len(strokes) == len(ONE_SEVEN) == len(app.pad.strokes)
+    for given, stroke in zip(strokes, app.pad.strokes, strict=True):
+        assert [(x, y) for x, y, _ in given] == stroke.points  # image pixels = paper units
+    times = [t for stroke in strokes for _, _, t in stroke]
+    assert times[0] == 0 and times == sorted(times) and times[-1] > 0
+    assert app.results.digit_var.get() == "17"
 
 
 def test_multi_digit_mode_on_an_opened_image(app, recognizer, mnist, tmp_path):
@@ -656,11 +756,21 @@ def drawn_one_png(folder: Path) -> Path:
     return path
 
 
+def cli_env(**extra: str) -> dict[str, str]:
+    """The environment for ``python -m digitlab`` in another folder: the digitlab under test."""
+    import digitlab
+
+    src = str(Path(digitlab.__file__).resolve().parents[1])
+    path = os.pathsep.join(p for p in (src, os.environ.get("PYTHONPATH", "")) if p)
+    return {**os.environ, "PYTHONPATH": path, **extra}
+
+
 def test_cli_opens_the_window(x_display, tmp_path):
     """`digitlab gui` as a user runs it: a window titled digitlab appears, Ctrl+Q closes it."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "digitlab", "gui"],
         cwd=tmp_path,
+        env=cli_env(),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
     )
@@ -684,13 +794,46 @@ def test_cli_opens_the_window(x_display, tmp_path):
             proc.wait()
 
 
+@pytest.mark.parametrize("name", ["bad.pt", "bad.onnx"])
+def test_cli_rejects_a_bad_model_file_before_opening_a_window(x_display, tmp_path, name):
+    """Issue #14.3: exit status 2 and predict's one-line message, no window."""
+    bad = tmp_path / name
+    bad.write_bytes(b"\x00garbage, not a model" * 50)
+    outputs = {}
+    for command in ("gui", "predict"):
+        args = [sys.executable, "-m", "digitlab", command, "--model", str(bad)]
+        if command == "predict":
+            args.append(str(drawn_one_png(tmp_path)))
+        proc = subprocess.run(
+            args, capture_output=True, text=True, cwd=tmp_path, env=cli_env(), timeout=60
+        )
+        assert proc.returncode == 2, proc.stderr
+        outputs[command] = proc.stderr.strip()
+    assert outputs["gui"] == outputs["predict"].replace("digitlab predict", "digitlab gui")
+    assert len(outputs["gui"].splitlines()) == 1 and str(bad) in outputs["gui"]
+
+
+def test_cli_newest_without_a_finished_run_exits_2(x_display, tmp_path):
+    _fake_run(tmp_path, "20240102-000000-cancelled", epochs=5, done=1, age=100)
+    proc = subprocess.run(
+        [sys.executable, "-m", "digitlab", "gui", "--model", "newest"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=cli_env(),
+        timeout=60,
+    )
+    assert proc.returncode == 2
+    assert "no finished training run" in proc.stderr and "Traceback" not in proc.stderr
+
+
 def test_cli_rejects_a_missing_model_file(tmp_path):
     missing = tmp_path / "nope.pt"
     proc = subprocess.run(
         [sys.executable, "-m", "digitlab", "gui", "--model", str(missing)],
         capture_output=True,
         text=True,
-        env={**os.environ, "DISPLAY": ""},
+        env=cli_env(DISPLAY=""),
     )
     assert proc.returncode == 2
     assert str(missing) in proc.stderr and "Traceback" not in proc.stderr

@@ -8,6 +8,9 @@ to the Tk thread through :class:`~digitlab.apps.gui.worker.TaskRunner`.
 from __future__ import annotations
 
 import contextlib
+import csv
+import inspect
+import json
 import logging
 import time
 import tkinter as tk
@@ -21,6 +24,7 @@ from digitlab.apps.gui.canvas import PEN_MAX, PEN_MIN, DrawingPad
 from digitlab.apps.gui.results import ResultsPanel
 from digitlab.apps.gui.worker import TaskRunner
 from digitlab.core.errors import DigitlabError
+from digitlab.core.resolve import is_bundled_name
 
 log = logging.getLogger(__name__)
 
@@ -51,19 +55,110 @@ MODEL_TYPES = [
     ("All files", "*"),
 ]
 BUNDLED = "bundled model"
+# ``--model newest`` / Model → Load newest run: the newest finished run under ./runs.
+NEWEST_RUN = "newest"
+CONFIG_FILE = "config.json"
+METRICS_FILE = "metrics.csv"
 
 
-def find_startup_model(cwd: Path | None = None) -> tuple[Path | None, str]:
-    """The model to start with: the newest ``runs/*/best.pt`` under ``cwd``, else the bundled one.
+def _metrics_rows(run_dir: Path) -> list[dict[str, float]]:
+    """The rows of a run's ``metrics.csv`` as numbers (empty when missing or unreadable)."""
+    try:
+        with (run_dir / METRICS_FILE).open(newline="") as f:
+            return [{k: float(v) for k, v in row.items() if k and v} for row in csv.DictReader(f)]
+    except (OSError, ValueError, csv.Error):
+        return []
 
-    Returns ``(path or None for bundled, a description for the status bar)``.
+
+def run_is_finished(run_dir: Path) -> bool:
+    """Whether a training run directory holds a finished run.
+
+    The rule (from what ``digitlab.training.trainer`` writes): the run has ``best.pt``,
+    ``config.json`` and ``metrics.csv``, and its last metrics row is the last epoch of the
+    config, or the run stopped early (``early_stopping`` epochs without a better score after
+    its best epoch). A run that was cancelled or crashed stops short of both, so it is never
+    picked up as "the newest run" (its best.pt may be an early, weak epoch).
     """
+    if not (run_dir / "best.pt").is_file():
+        return False
+    try:
+        config = json.loads((run_dir / CONFIG_FILE).read_text())
+        epochs = int(config["epochs"])
+        patience = int(config.get("early_stopping") or 0)
+    except (OSError, ValueError, TypeError, KeyError, AttributeError):
+        return False
+    rows = _metrics_rows(run_dir)
+    if not rows or "epoch" not in rows[-1]:
+        return False
+    if int(rows[-1]["epoch"]) >= epochs:
+        return True
+    if patience <= 0:
+        return False
+    from digitlab.training.trainer import selection_score  # the rule that picks best.pt
+
+    try:
+        scores = [selection_score(row) for row in rows]
+    except KeyError:
+        return False
+    best = scores.index(max(scores))  # the first best epoch, as the trainer counts it
+    return len(rows) - 1 - best >= patience
+
+
+def newest_finished_run(cwd: Path | None = None) -> Path | None:
+    """``best.pt`` of the newest finished run under ``<cwd>/runs`` (see :func:`run_is_finished`),
+    or None when there is none."""
     runs = (cwd or Path.cwd()) / "runs"
-    candidates = [p for p in runs.glob("*/best.pt") if p.is_file()] if runs.is_dir() else []
-    if not candidates:
+    if not runs.is_dir():
+        return None
+    finished = [d / "best.pt" for d in runs.iterdir() if d.is_dir() and run_is_finished(d)]
+    return max(finished, key=lambda p: p.stat().st_mtime) if finished else None
+
+
+def startup_model(
+    model: str | Path | None = None, cwd: Path | None = None
+) -> tuple[str | Path | None, str]:
+    """The one rule for which model the desktop app starts with.
+
+    The bundled model, unless ``model`` names one: a checkpoint / ``.onnx`` path or a bundled
+    name (as for every other front end), or ``"newest"`` for the newest *finished* training run
+    under ``<cwd>/runs`` (never a cancelled or unfinished one). Returns ``(what to pass to
+    digitlab.load_model — None for the bundled model, a description for the window)``. Raises
+    :class:`DigitlabError` for ``"newest"`` when there is no finished run.
+    """
+    if model is None or is_bundled_name(model):
         return None, BUNDLED
-    newest = max(candidates, key=lambda p: p.stat().st_mtime)
-    return newest, f"newest run: {newest.parent.name}/best.pt"
+    if str(model) == NEWEST_RUN:
+        folder = cwd or Path.cwd()
+        best = newest_finished_run(folder)
+        if best is None:
+            raise DigitlabError(
+                f"--model {NEWEST_RUN}: no finished training run in {folder / 'runs'} "
+                "(a cancelled or unfinished run is never used)"
+            )
+        return best, f"newest run: {best.parent.name}/best.pt"
+    return model, str(model)
+
+
+_threads_set = False
+
+
+def _set_torch_threads_once(rec: Any) -> None:
+    """Set PyTorch's inference threads the first time a torch model runs in this process."""
+    global _threads_set
+    if _threads_set or rec.info.backend != "torch":
+        return
+    from digitlab.engine.backends.torch import set_inference_threads
+
+    set_inference_threads()
+    _threads_set = True
+
+
+def accepts_strokes(rec: Any) -> bool:
+    """Whether ``rec.read_number`` takes the pen strokes (``strokes=`` keyword)."""
+    try:
+        return "strokes" in inspect.signature(rec.read_number).parameters
+    except (TypeError, ValueError):
+        return False
 
 
 def describe_error(exc: BaseException) -> str:
@@ -89,7 +184,16 @@ class ModelSlot:
 class DigitlabApp:
     """The desktop app. Create with a Tk root; ``root.mainloop()`` runs it."""
 
-    def __init__(self, root: tk.Tk, *, model: str | Path | None = None, cwd: Path | None = None):
+    def __init__(
+        self,
+        root: tk.Tk,
+        *,
+        model: Any = None,
+        cwd: Path | None = None,
+        description: str | None = None,
+    ) -> None:
+        """``model``: None (the bundled model), a name or path (see :func:`startup_model`) or a
+        loaded recogniser; ``description`` says where it came from in the status bar."""
         self.root = root
         self.cwd = cwd or Path.cwd()
         self.tasks = TaskRunner(root, report_error=self._report_bug)
@@ -117,7 +221,7 @@ class DigitlabApp:
         root.minsize(root.winfo_reqwidth(), root.winfo_reqheight())
         self._bind_keys()
         root.report_callback_exception = self._on_callback_error
-        self._start_model(model)
+        self._start_model(model, description)
 
     # -- layout ---------------------------------------------------------------------------------
     def _build_window(self) -> None:
@@ -197,6 +301,7 @@ class DigitlabApp:
             command=self.request_prediction,
         )
         model_menu = tk.Menu(menubar, tearoff=False)
+        model_menu.add_command(label="Load newest run", command=self.load_newest_run)
         model_menu.add_command(label="Train…", accelerator="Ctrl+T", command=self.open_train_dialog)
         menubar.add_cascade(label="File", menu=file_menu, underline=0)
         menubar.add_cascade(label="Edit", menu=edit_menu, underline=0)
@@ -245,20 +350,28 @@ class DigitlabApp:
             self.root.bind(sequence, lambda _e, act=action: (act(), "break")[1])
 
     # -- model ----------------------------------------------------------------------------------
-    def _start_model(self, model: str | Path | None) -> None:
-        if model is not None:
-            self.load_model_file(model, fallback=True)
+    def _start_model(self, model: Any, description: str | None) -> None:
+        """Load the model :func:`startup_model` picks (or a recogniser already loaded)."""
+        if hasattr(model, "read_number"):  # a Recognizer the caller loaded (``digitlab gui``)
+            self.load_model_file(model, description=description or model.info.source)
             return
-        path, description = find_startup_model(self.cwd)
-        self.load_model_file(path, description=description, fallback=path is not None)
+        try:
+            spec, picked = startup_model(model, self.cwd)
+        except DigitlabError as exc:
+            self.show_error(str(exc))
+            self.set_status("No model loaded")
+            return
+        self.load_model_file(spec, description=description or picked)
 
     def load_model_file(
-        self, path: str | Path | None, *, description: str | None = None, fallback: bool = False
+        self, path: Any, *, description: str | None = None, fallback: bool = False
     ) -> None:
         """Load a checkpoint / ``.onnx`` file (None = bundled) in the background and switch to it.
 
-        On failure the current model stays in use and the error is shown in the window; with
-        ``fallback`` the bundled model is loaded instead.
+        ``path`` may also be a loaded recogniser, which is then used as it is. On failure the
+        current model stays in use and the error is shown in the window; with ``fallback`` the
+        bundled model is loaded instead (only for callers that ask: a model the user named is
+        never silently replaced).
         """
         label = description or (str(path) if path is not None else BUNDLED)
         self.set_status(f"Loading {label}…")
@@ -268,7 +381,8 @@ class DigitlabApp:
         def job() -> Any:  # on the worker: must not reference self (see worker.py)
             from digitlab.api import load_model
 
-            rec = load_model(str(path) if path is not None else None)
+            rec = load_model(path if hasattr(path, "read_number") else path and str(path))
+            _set_torch_threads_once(rec)
             slot.recognizer = rec  # here, so that predictions queued after this use it
             return rec
 
@@ -287,6 +401,17 @@ class DigitlabApp:
                 self.set_status("Model unchanged" if self.recognizer else "No model loaded")
 
         self.tasks.submit(job, done, failed)
+
+    def load_newest_run(self) -> None:
+        """Switch to the newest finished training run under ``<cwd>/runs`` (Model menu)."""
+        best = newest_finished_run(self.cwd)
+        if best is None:
+            self.show_error(
+                f"No finished training run in {self.cwd / 'runs'} "
+                "(a cancelled or unfinished run is never used)."
+            )
+            return
+        self.load_model_file(best, description=f"newest run: {best.parent.name}/best.pt")
 
     def _show_model(self, rec: Any, description: str) -> None:
         info = rec.info
@@ -389,6 +514,8 @@ class DigitlabApp:
         generation = self._generation
         image = self.current_image()
         multi = bool(self.multi_var.get())
+        # The strokes, in drawing order, when the image is the drawing (for read_number).
+        strokes = self.pad.timed_strokes() if multi and self.opened_image is None else None
         if image is None:
             self.last_result, self.last_image = None, None
             self.results.show_blank()
@@ -402,7 +529,12 @@ class DigitlabApp:
             if rec is None:
                 raise DigitlabError("no model is loaded: use File → Load model… (Ctrl+L)")
             start = time.perf_counter()
-            result = rec.read_number(image) if multi else rec.predict(image)
+            if not multi:
+                result = rec.predict(image)
+            elif strokes and accepts_strokes(rec):
+                result = rec.read_number(image, strokes=strokes)
+            else:
+                result = rec.read_number(image)
             return result, time.perf_counter() - start
 
         def done(value: tuple[Any, float]) -> None:

@@ -36,10 +36,11 @@ Point = tuple[float, float]
 
 @dataclass
 class Stroke:
-    """One pen-down-to-pen-up line, in paper units."""
+    """One pen-down-to-pen-up line, in paper units, with each point's event time (ms)."""
 
     width: float
     points: list[Point] = field(default_factory=list)
+    times: list[float] = field(default_factory=list)
 
 
 def _ignore_change(_final: bool) -> None:
@@ -90,6 +91,20 @@ class DrawingPad(tk.Canvas):
             for x, y in stroke.points:  # round caps and joints, like Tk's ROUND cap style
                 draw.ellipse((x - radius, y - radius, x + radius, y + radius), fill=255)
         return img
+
+    def timed_strokes(self) -> list[list[tuple[float, float, float]]]:
+        """The finished strokes in drawing order as ``(x, y, t_ms)`` points.
+
+        ``x, y`` are pixels of :meth:`image` (paper units); ``t_ms`` counts from the first
+        point of the first stroke, from the X events' own time stamps.
+        """
+        strokes = [s for s in self.strokes if s.points]
+        if not strokes:
+            return []
+        t0 = strokes[0].times[0]
+        return [
+            [(x, y, t - t0) for (x, y), t in zip(s.points, s.times, strict=True)] for s in strokes
+        ]
 
     def undo(self) -> bool:
         """Undo the last stroke or clear; returns False when there is nothing to undo."""
@@ -209,7 +224,7 @@ class DrawingPad(tk.Canvas):
     def _on_press(self, event: tk.Event) -> None:
         self.focus_set()
         point = self.screen_to_paper(event.x, event.y)
-        self._current = Stroke(self.pen_width, [point])
+        self._current = Stroke(self.pen_width, [point], [float(event.time)])
         self.delete("hint")
         if self._boxes:
             self._boxes = []
@@ -225,6 +240,7 @@ class DrawingPad(tk.Canvas):
         if point == last:
             return
         self._current.points.append(point)
+        self._current.times.append(float(event.time))
         self._draw_segment(last, point, self._current.width)
         self._on_change(False)
 
