@@ -17,6 +17,7 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 import time
 import weakref
 from collections.abc import Iterator
@@ -43,17 +44,25 @@ CONFIDENT = 0.9
 IMAGE_SUFFIXES = ("png", "jpg", "jpeg", "bmp", "gif", "webp")  # what "Open image…" offers
 
 Stroke = list[tuple[float, float]]
-# Digits as pen strokes on the 420 x 280 paper (see digitlab.apps.gui.canvas).
-SEVEN: list[Stroke] = [[(140, 55), (280, 55), (200, 240)]]
-ONE: list[Stroke] = [[(215, 45), (205, 240)]]
+
+
+def _shifted(strokes: list[Stroke], dx: float) -> list[Stroke]:
+    return [[(x + dx, y) for x, y in stroke] for stroke in strokes]
+
+
+# Digits as pen strokes on the 280 x 280 paper of single-digit mode (see digitlab.apps.gui.canvas).
+SEVEN: list[Stroke] = [[(70, 55), (210, 55), (130, 240)]]
+ONE: list[Stroke] = [[(145, 45), (135, 240)]]
 ZERO: list[Stroke] = [
     [
-        (210 + 62 * math.sin(t / 20 * 2 * math.pi), 140 - 92 * math.cos(t / 20 * 2 * math.pi))
+        (140 + 62 * math.sin(t / 20 * 2 * math.pi), 140 - 92 * math.cos(t / 20 * 2 * math.pi))
         for t in range(21)
     ]
 ]
-SEVEN_TWO_STROKES: list[Stroke] = [[(140, 55), (280, 55)], [(280, 55), (200, 240)]]
-ONE_SEVEN: list[Stroke] = [[(100, 50), (95, 235)], [(190, 55), (320, 55), (245, 240)]]
+SEVEN_TWO_STROKES: list[Stroke] = [[(70, 55), (210, 55)], [(210, 55), (130, 240)]]
+ONE_SEVEN: list[Stroke] = [[(30, 50), (25, 235)], [(120, 55), (250, 55), (175, 240)]]
+# The same number in the middle of the wide paper of multi-digit mode (560 x 280).
+ONE_SEVEN_WIDE: list[Stroke] = _shifted(ONE_SEVEN, 140)
 
 
 def _missing(what: str) -> None:
@@ -522,8 +531,16 @@ def test_app_sets_torch_inference_threads(make_app, tmp_path, monkeypatch):
     monkeypatch.setenv("DIGITLAB_TORCH_THREADS", "1")
     torch.set_num_threads(2)
     try:
-        make_app(tmp_path)
-        assert torch.get_num_threads() == 1
+        app = make_app(tmp_path)
+        # torch keeps one process-wide setting, which each thread picks up when it first runs
+        # torch: look from the worker that runs the model and from a new thread.
+        seen = []
+        app.tasks.submit(torch.get_num_threads, seen.append, pytest.fail)
+        wait_idle(app)
+        fresh = threading.Thread(target=lambda: seen.append(torch.get_num_threads()))
+        fresh.start()
+        fresh.join()
+        assert seen == [1, 1]
     finally:
         torch.set_num_threads(1)
 
@@ -562,10 +579,10 @@ def test_multi_digit_mode_passes_the_strokes_to_the_engine(app, monkeypatch):
 
     monkeypatch.setattr(rec, "read_number", read_number)
     press_keys(app, "ctrl+m")
-    draw(app, ONE_SEVEN)
+    draw(app, ONE_SEVEN_WIDE)
     wait_idle(app)
     strokes = calls[-1]
-    assert strokes is not None and len(strokes) == len(ONE_SEVEN) == len(app.pad.strokes)
+    assert strokes is not None and len(strokes) == len(ONE_SEVEN_WIDE) == len(app.pad.strokes)
     for given, stroke in zip(strokes, app.pad.strokes, strict=True):
         assert [(x, y) for x, y, _ in given] == stroke.points  # image pixels = paper units
     times = [t for stroke in strokes for _, _, t in stroke]
@@ -612,7 +629,7 @@ def test_window_resizes_and_the_drawing_scales(app):
     image_before = app.pad.image().tobytes()
     width_before = app.pad.winfo_width()
     ink_before = app.pad.bbox("ink")
-    app.root.geometry("1200x780")
+    app.root.geometry("1400x900")  # from the initial 1040x700
     pump(app, 0.3)
     assert app.pad.winfo_width() > width_before + 200
     ink_after = app.pad.bbox("ink")
@@ -837,3 +854,93 @@ def test_cli_rejects_a_missing_model_file(tmp_path):
     )
     assert proc.returncode == 2
     assert str(missing) in proc.stderr and "Traceback" not in proc.stderr
+
+
+def _set_theme_and_draw(app, mode: str, multi: bool) -> None:
+    app.set_theme(mode)
+    if app.multi_var.get() != multi:
+        app.toggle_multi()
+    press_keys(app, "Escape")
+    wait_idle(app)
+    draw(app, ONE_SEVEN_WIDE if multi else SEVEN)
+    wait_idle(app)
+
+
+@pytest.mark.parametrize("mode", ["light", "dark"])
+def test_looks_light_and_dark_in_both_modes(app, x_display, artifacts_dir, mode):
+    """Issue #14.9: the theme, a square paper (wide for a number), no grey bands around it."""
+    from digitlab.apps.gui.style import PALETTES
+
+    pal = PALETTES[mode]
+    for multi in (False, True):
+        _set_theme_and_draw(app, mode, multi)
+        pad = app.pad
+        assert pad.cget("background") == pal.bg  # the pad blends into its card
+        x0, y0, x1, y1 = pad.bbox("paper")
+        ratio = (x1 - x0) / (y1 - y0)
+        assert ratio == pytest.approx(2.0 if multi else 1.0, abs=0.03)
+        assert app.results.digit_var.get() == ("17" if multi else "7")
+        name = f"gui_{mode}_{'number' if multi else 'digit'}.png"
+        screenshot(app.root, artifacts_dir / name, x_display)
+    assert app.dark_var.get() == (mode == "dark")
+
+
+def test_probabilities_are_formatted_like_the_web_page():
+    """One rule, the web page's pct(): never "100.0%" or "0.0%" for what is not exactly that."""
+    from digitlab.apps.gui.charts import format_probability
+
+    assert format_probability(0.99996) == ">99.9%"
+    assert format_probability(0.9994) == ">99.9%"  # would round to 100.0%
+    assert format_probability(0.9989) == "99.9%"
+    assert format_probability(0.00004) == "<0.1%"
+    assert format_probability(1.0) == "100.0%" and format_probability(0.0) == "0.0%"
+    assert format_probability(0.5) == "50.0%"
+    assert format_probability(0.999996, 2) == ">99.99%"
+    web = (Path(__file__).parents[1] / "src/digitlab/apps/web/app.js").read_text()
+    assert "const limit = 10 ** -(digits + 2);" in web  # the rule mirrored here
+
+
+def test_probability_axis_has_round_ticks(app):
+    from digitlab.apps.gui.charts import CurveChart, probability_ticks
+
+    assert probability_ticks(0.1) == [0.0, 0.25, 0.5, 0.75, 1.0]
+    assert probability_ticks(0.0) == [0.0, 0.25, 0.5, 0.75, 1.0]
+    assert probability_ticks(0.55) == [0.5, 0.6, 0.7, 0.8, 0.9, 1.0]
+    assert probability_ticks(0.931) == [0.92, 0.94, 0.96, 0.98, 1.0]
+    assert probability_ticks(0.985) == [0.98, 0.99, 1.0]
+    chart = CurveChart(app.root, x_label="epoch", y_label="accuracy", width=400, height=200)
+    chart.place(x=0, y=0)
+    chart.reset(3)
+    for epoch, acc in ((1, 0.1), (2, 0.6), (3, 0.9)):
+        chart.add_point("validation", epoch, acc, markers=True)
+    pump(app, 0.05)
+    labels = [chart.itemcget(i, "text") for i in chart.find_withtag("ytick")]
+    assert labels == ["0%", "25%", "50%", "75%", "100%"]
+    chart.destroy()
+
+
+def test_status_bar_texts_never_overlap(app):
+    long_model = "Model: " + " · ".join(["a-very-long-model-description"] * 8)
+    app.model_var.set(long_model)
+    app.set_status("Recognised in 6 ms — " + "a long status message " * 4)
+    for geometry in ("1040x700", "800x700"):
+        app.root.geometry(geometry)
+        pump(app, 0.3)
+        left, right = app.status_left, app.status_right
+        assert left.winfo_x() + left.winfo_reqwidth() <= right.winfo_x()
+        assert right.winfo_x() + right.winfo_width() <= app.status_bar.winfo_width()
+        assert left.cget("text").endswith("…") and right.cget("text").endswith("…")
+    app.set_status("Ready")
+    pump(app, 0.1)
+    assert app.status_right.cget("text") == "Ready"
+
+
+def test_confidence_near_certain_reads_over_99_9(app):
+    draw(app, SEVEN)
+    wait_idle(app)
+    confidence = app.last_result.confidence
+    shown = app.results.confidence_var.get()
+    if confidence > 0.9999:
+        assert shown.startswith(">99.9%") and "100" not in shown
+    top = app.results.top_var.get().splitlines()[0]
+    assert top.split()[1] == shown.split()[0]
