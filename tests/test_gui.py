@@ -883,6 +883,55 @@ def test_looks_light_and_dark_in_both_modes(app, x_display, artifacts_dir, mode)
         name = f"gui_{mode}_{'number' if multi else 'digit'}.png"
         screenshot(app.root, artifacts_dir / name, x_display)
     assert app.dark_var.get() == (mode == "dark")
+    # Labels keep their styles' colours (the theme must not pin them as widget options).
+    app.show_error("An error shown in the theme's colours")
+    pump(app, 0.1)
+    for label in (app.error_label, app.status_left):
+        assert str(label.cget("foreground")) == "" and str(label.cget("background")) == ""
+    screenshot(app.root, artifacts_dir / f"gui_{mode}_error.png", x_display)
+    app.open_train_dialog()
+    pump(app, 0.2)
+    assert app.train_dialog.cget("background") == pal.bg
+    screenshot(app.train_dialog, artifacts_dir / f"gui_{mode}_train_dialog.png", x_display)
+    app.train_dialog.close()
+
+
+def test_ctrl_d_switches_dark_mode(app):
+    from digitlab.apps.gui.style import DARK, LIGHT
+
+    app.set_theme("light")
+    draw(app, SEVEN)
+    wait_idle(app)
+    press_keys(app, "ctrl+d")
+    assert app.dark_var.get() and app.pad.cget("background") == DARK.bg
+    assert app.results.verdict.itemcget("verdict", "fill") == DARK.ok_soft
+    press_keys(app, "ctrl+d")
+    assert not app.dark_var.get() and app.pad.cget("background") == LIGHT.bg
+    assert app.results.verdict.itemcget("verdict", "fill") == LIGHT.ok_soft
+
+
+def test_works_without_the_theme_package(make_app, tmp_path, monkeypatch, x_display, artifacts_dir):
+    """Without sv-ttk the app falls back to a flat theme of its own, light and dark."""
+    from digitlab.apps.gui import style
+
+    monkeypatch.setattr(style, "_has_sun_valley", lambda: False)
+    app = make_app(tmp_path)
+    for mode in ("light", "dark"):
+        app.set_theme(mode)
+        assert ttk_theme(app) == style.FALLBACK_THEMES[mode]
+        draw(app, SEVEN)
+        wait_idle(app)
+        assert app.results.digit_var.get() == "7"
+        screenshot(app.root, artifacts_dir / f"gui_fallback_{mode}.png", x_display)
+        press_keys(app, "Escape")
+        wait_idle(app)
+
+
+def ttk_theme(app) -> str:
+    """The name of the ttk theme in use."""
+    from tkinter import ttk
+
+    return ttk.Style(app.root).theme_use()
 
 
 def test_probabilities_are_formatted_like_the_web_page():

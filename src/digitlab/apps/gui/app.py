@@ -270,8 +270,8 @@ class DigitlabApp:
         self.results = ResultsPanel(main)
         self.results.grid(row=0, column=1, sticky="ns", padx=(14, 0))
 
-        error_row = self.error_row = ttk.Frame(root)
-        error_row.grid(row=2, column=0, sticky="ew", padx=16, pady=(0, 4))
+        error_row = self.error_row = ttk.Frame(root, style="Error.TFrame", padding=(12, 6))
+        error_row.grid(row=2, column=0, sticky="ew", padx=16, pady=(0, 8))
         error_row.columnconfigure(0, weight=1)
         self.error_label = ttk.Label(
             error_row, textvariable=self._error_shown, style="Error.TLabel", justify="left"

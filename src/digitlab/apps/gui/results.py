@@ -35,8 +35,8 @@ PREVIEW_SIZE = (4 * IMAGE_SIDE, 4 * IMAGE_SIDE)  # the 28x28 model input at 4x, 
 THUMB_SIZE = (112, 112)
 BIG_FONT_SIZE = 44
 MIN_FONT_SIZE = 12
-VERDICT_HEIGHT = 112
-TILE = 84  # the answer's tile (pixels); it widens for a long number
+VERDICT_HEIGHT = 104
+TILE = 80  # the answer's tile (pixels); it widens for a long number
 TILE_PAD = 12
 CHIP_HEIGHT = 36
 CHIP_GAP = 8
@@ -206,9 +206,9 @@ class ResultsPanel(ttk.Frame):
         self.top_chips = ChipRow(self)
         self.top_chips.grid(row=4, column=0, sticky="ew")
         self.chart_heading = self._heading("All ten probabilities", row=5)
-        self.chart = ProbabilityChart(self, width=SIDEBAR_WIDTH - 32, height=140)
+        self.chart = ProbabilityChart(self, width=SIDEBAR_WIDTH - 32, height=124)
         self.chart.grid(row=6, column=0, sticky="ew")
-        ttk.Separator(self).grid(row=7, column=0, sticky="ew", pady=(14, 10))
+        ttk.Separator(self).grid(row=7, column=0, sticky="ew", pady=(12, 10))
         self._build_images().grid(row=8, column=0, sticky="ew")
         self._show_number_row(False)
         self.set_preview(None)
@@ -216,7 +216,7 @@ class ResultsPanel(ttk.Frame):
 
     def _heading(self, text: str, row: int) -> ttk.Label:
         label = ttk.Label(self, text=text.upper(), style="Heading.TLabel")
-        label.grid(row=row, column=0, sticky="w", pady=(12, 4))
+        label.grid(row=row, column=0, sticky="w", pady=(10, 4))
         return label
 
     def _show_number_row(self, shown: bool) -> None:

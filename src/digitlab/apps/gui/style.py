@@ -14,14 +14,21 @@ themselves then with :func:`palette_of`.
 
 from __future__ import annotations
 
+import base64
+import io
 import logging
 import os
+import re
 import shutil
 import subprocess
 import tkinter as tk
 import tkinter.font as tkfont
 from dataclasses import dataclass
+from pathlib import Path
 from tkinter import ttk
+
+import numpy as np
+from PIL import Image
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +38,10 @@ MODES = ("light", "dark")
 DETECT_TIMEOUT_S = 1.0
 # Fallback theme names (Tk's clam, recoloured) when sv-ttk is not installed.
 FALLBACK_THEMES = {"light": "digitlab-light", "dark": "digitlab-dark"}
-SV_THEMES = {"light": "sun-valley-light", "dark": "sun-valley-dark"}
+# Sun Valley's own accent per mode (its Tcl namespace, colour), replaced by the palette's.
+SV_ACCENTS = {"light": ("sv_light", "#005fb8"), "dark": ("sv_dark", "#57c8ff")}
+ACCENT_HUE_RANGE = 14  # of 256: pixels within ~20 degrees of the stock accent's hue
+ACCENT_MIN_SATURATION = 64  # of 255: greys and near-greys stay as they are
 
 
 @dataclass(frozen=True)
@@ -182,6 +192,8 @@ def apply_theme(root: tk.Tk, mode: str) -> str:
         import sv_ttk
 
         sv_ttk.set_theme(mode, root)
+        _keep_ttk_label_colours(root)
+        _recolour_sun_valley(root)
     else:
         _use_fallback(style, mode)
     pal = PALETTES[mode]
@@ -199,6 +211,88 @@ def apply_theme(root: tk.Tk, mode: str) -> str:
     ):
         root.option_add(pattern, value)
     return mode
+
+
+def _keep_ttk_label_colours(root: tk.Tk) -> None:
+    """Stop sv-ttk from pinning every label's colours when the theme changes.
+
+    Its ``configure_colors`` (run on ``<<ThemeChanged>>``) calls ``tk_setPalette``, which
+    writes the theme's plain foreground and background into each existing ttk label as widget
+    options, so styles such as ``Error.TLabel`` no longer show. The app colours its classic Tk
+    widgets (menus, canvases, dialogs) itself, so the call is dropped from that procedure.
+    """
+    try:
+        body = str(root.tk.call("info", "body", "configure_colors"))
+    except tk.TclError:
+        return
+    patched = re.sub(r"tk_setPalette(?:[^\n]*\\\n)*[^\n]*\n", "", body)
+    if patched != body:
+        root.tk.call("proc", "configure_colors", "", patched)
+
+
+def _recolour_sun_valley(root: tk.Tk) -> None:
+    """Give Sun Valley's widgets the web page's accent instead of its own blue.
+
+    The theme draws its widgets with images cut from one sprite sheet per mode; this shifts
+    the sheet's accent-coloured pixels (shades included) to the palette's accent and copies
+    the result into the theme's images, in place. On any surprise in sv-ttk's files the stock
+    blue stays (a cosmetic difference only).
+    """
+    if getattr(root, "_digitlab_recoloured", False):
+        return
+    root._digitlab_recoloured = True  # type: ignore[attr-defined]
+    import sv_ttk
+
+    folder = Path(sv_ttk.__file__).with_name("theme")
+    for mode, (namespace, stock) in SV_ACCENTS.items():
+        try:
+            sprites = _sprite_boxes(folder / f"sprites_{mode}.tcl")
+            sheet = _shift_accent(folder / f"spritesheet_{mode}.png", stock, PALETTES[mode].accent)
+            buf = io.BytesIO()
+            sheet.save(buf, format="PNG")
+            name = f"digitlab_spritesheet_{mode}"
+            root.tk.call(
+                "image", "create", "photo", name, "-data", base64.b64encode(buf.getvalue())
+            )
+            try:
+                for sprite, x, y, w, h in sprites:
+                    image = root.tk.call("set", f"ttk::theme::{namespace}::I({sprite})")
+                    root.tk.call(
+                        image, "copy", name, "-from", x, y, x + w, y + h, "-compositingrule", "set"
+                    )
+            finally:
+                root.tk.call("image", "delete", name)
+        except (OSError, ValueError, tk.TclError) as exc:
+            log.debug("sv-ttk %s theme keeps its own accent: %s", mode, exc)
+
+
+def _sprite_boxes(path: Path) -> list[tuple[str, int, int, int, int]]:
+    """``(name, x, y, width, height)`` of each sprite listed in an sv-ttk sprites file."""
+    boxes = []
+    for line in path.read_text().splitlines():
+        parts = line.replace("\\", " ").split()
+        if len(parts) == 5 and all(p.isdigit() for p in parts[1:]):
+            boxes.append((parts[0], *(int(p) for p in parts[1:])))
+    if not boxes:
+        raise ValueError(f"no sprites listed in {path}")
+    return boxes  # type: ignore[return-value]
+
+
+def _shift_accent(path: Path, stock: str, accent: str) -> Image.Image:
+    """The sprite sheet at ``path`` with the pixels of hue ``stock`` moved to ``accent``."""
+    sheet = Image.open(path).convert("RGBA")
+    hsv = np.asarray(sheet.convert("RGB").convert("HSV")).astype(np.float32)
+    src = np.asarray(Image.new("RGB", (1, 1), stock).convert("HSV"), np.float32)[0, 0]
+    dst = np.asarray(Image.new("RGB", (1, 1), accent).convert("HSV"), np.float32)[0, 0]
+    hue_gap = np.abs(hsv[..., 0] - src[0])
+    hue_gap = np.minimum(hue_gap, 256 - hue_gap)
+    mask = (hue_gap < ACCENT_HUE_RANGE) & (hsv[..., 1] > ACCENT_MIN_SATURATION)
+    hsv[..., 0][mask] = dst[0]
+    hsv[..., 1][mask] *= dst[1] / max(src[1], 1.0)
+    hsv[..., 2][mask] *= dst[2] / max(src[2], 1.0)
+    shifted = Image.fromarray(np.clip(hsv, 0, 255).astype(np.uint8), "HSV").convert("RGBA")
+    shifted.putalpha(sheet.getchannel("A"))
+    return shifted
 
 
 def _make_fonts(root: tk.Misc) -> None:
@@ -219,10 +313,10 @@ def _configure_styles(style: ttk.Style, pal: Palette) -> None:
     style.configure("Muted.TLabel", font=FONT_BODY, foreground=pal.muted)
     style.configure("Small.TLabel", font=FONT_SMALL, foreground=pal.muted)
     style.configure("Value.TLabel", font=FONT_STRONG, foreground=pal.muted)
-    style.configure("Error.TLabel", font=FONT_BODY, foreground=pal.bad)
+    style.configure("Error.TFrame", background=pal.bad_soft)
+    style.configure("Error.TLabel", font=FONT_BODY, foreground=pal.bad, background=pal.bad_soft)
     style.configure("Status.TLabel", font=FONT_SMALL, foreground=pal.muted)
     style.configure("Status.TFrame", background=pal.bg)
-    style.configure("TProgressbar", background=pal.accent)
 
 
 def _use_fallback(style: ttk.Style, mode: str) -> None:
@@ -249,6 +343,7 @@ def _use_fallback(style: ttk.Style, mode: str) -> None:
     style.configure("Accent.TButton", background=pal.accent, foreground="#ffffff")
     style.map("Accent.TButton", background=[("active", pal.accent_2)])
     style.configure("Card.TFrame", background=pal.bg, borderwidth=1, relief="solid", **flat)
+    style.configure("TProgressbar", background=pal.accent)
     for derived, parent in (
         ("Switch.TCheckbutton", "TCheckbutton"),
         ("Toggle.TButton", "TButton"),
