@@ -337,6 +337,8 @@ def test_open_image_shows_thumbnail_and_engine_prediction(
         assert app.opened_path == path and app.results.thumb_caption.get() == path.name
         assert str(app.results.thumb_label.cget("image"))  # a thumbnail is shown
         assert app.pad.is_empty
+        hints = [app.pad.itemcget(i, "text") for i in app.pad.find_withtag("hint")]
+        assert any(path.name in hint for hint in hints), hints  # the paper says what it reads
         engine = recognizer.predict(path)
         assert_same_prediction(app.last_result, engine)
         assert app.results.digit_var.get() == str(engine.digit) == "3", suffix

@@ -572,6 +572,7 @@ class DigitlabApp:
             if not self.pad.is_empty:
                 self.pad.clear()  # undoable: Ctrl+Z brings the drawing back
             self.results.set_thumbnail(image, path.name)
+            self.pad.set_opened(path.name)
             self.set_status(f"Opened {path.name} ({image.width}×{image.height})")
             self.request_prediction()
 
@@ -596,6 +597,7 @@ class DigitlabApp:
 
     def _forget_image(self) -> None:
         self.opened_image, self.opened_path = None, None
+        self.pad.set_opened(None)
         self.results.set_thumbnail(None)
 
     def toggle_multi(self) -> None:

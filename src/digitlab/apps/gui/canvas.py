@@ -32,6 +32,8 @@ DOT_RADIUS = 1.2
 HINT = "Draw a digit here"
 HINT_MULTI = "Write a number here"
 HINT_SUB = "or open an image (Ctrl+O)"
+HINT_OPENED = "Reading {name}"
+HINT_OPENED_SUB = "draw here to go back to drawing"
 
 Point = tuple[float, float]
 
@@ -70,6 +72,7 @@ class DrawingPad(tk.Canvas):
         self._offset = (0.0, 0.0)
         self._size = (1, 1)
         self._boxes: list[tuple[int, int, int, int, str]] = []
+        self.opened_name: str | None = None  # an opened image is being read instead
         self.bind("<Configure>", self._on_resize)
         self.bind("<ButtonPress-1>", self._on_press)
         self.bind("<B1-Motion>", self._on_drag)
@@ -160,6 +163,11 @@ class DrawingPad(tk.Canvas):
         """Forget the change callback (called once the window is gone, to break a cycle)."""
         self._on_change = _ignore_change
 
+    def set_opened(self, name: str | None) -> None:
+        """Say on the empty paper that an opened image (``name``) is read, or not (None)."""
+        self.opened_name = name
+        self.redraw()
+
     def set_boxes(self, boxes: list[tuple[int, int, int, int, str]]) -> None:
         """Outline recognised digits: ``(x, y, width, height, label)`` in paper units."""
         self._boxes = list(boxes)
@@ -198,17 +206,20 @@ class DrawingPad(tk.Canvas):
             self._draw_stroke(stroke)
         if self.is_empty:
             cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+            hint, sub = (HINT_MULTI if self.wide else HINT), HINT_SUB
+            if self.opened_name is not None:
+                hint, sub = HINT_OPENED.format(name=self.opened_name), HINT_OPENED_SUB
             self.create_text(
                 cx,
                 cy - 2,
-                text=HINT_MULTI if self.wide else HINT,
+                text=hint,
                 fill=pal.hint,
                 anchor="s",
                 tags="hint",
                 font=FONT_TITLE,
             )
             self.create_text(
-                cx, cy + 4, text=HINT_SUB, fill=pal.hint, anchor="n", tags="hint", font=FONT_SMALL
+                cx, cy + 4, text=sub, fill=pal.hint, anchor="n", tags="hint", font=FONT_SMALL
             )
         self._draw_boxes()
 
