@@ -603,7 +603,8 @@ def test_multi_digit_mode_on_an_opened_image(app, recognizer, mnist, tmp_path):
     sheet.paste(digits[1], (2 * gap + digits[0].width, gap))
     path = tmp_path / "forty-two.png"
     sheet.save(path)
-    app.multi_var.set(True)
+    app.set_multi(True)
+    assert app.pad.wide and app.title_var.get() == "Write a number"
     app.open_image(path)
     wait_idle(app)
     engine = recognizer.read_number(path)

@@ -43,6 +43,6 @@ def run_app(model: Any = None, *, description: str | None = None, multi: bool = 
     """Run the desktop app until its window is closed; returns the exit status (0)."""
     app = create_app(model, description=description)
     if multi:
-        app.multi_var.set(True)
+        app.set_multi(True)
     app.root.mainloop()
     return 0

@@ -602,7 +602,11 @@ class DigitlabApp:
 
     def toggle_multi(self) -> None:
         """Switch between single-digit and multi-digit (number) mode."""
-        self.multi_var.set(not self.multi_var.get())
+        self.set_multi(not self.multi_var.get())
+
+    def set_multi(self, multi: bool) -> None:
+        """Multi-digit (number) mode on or off."""
+        self.multi_var.set(multi)
         self._on_mode_changed()
 
     def _on_mode_changed(self) -> None:
