@@ -11,11 +11,13 @@ from __future__ import annotations
 import contextlib
 import gc
 import itertools
+import json
 import math
 import os
 import shutil
 import subprocess
 import sys
+import threading
 import time
 import weakref
 from collections.abc import Iterator
@@ -24,6 +26,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+
+from digitlab.core.errors import DigitlabError
 
 pytestmark = pytest.mark.gui
 
@@ -40,17 +44,25 @@ CONFIDENT = 0.9
 IMAGE_SUFFIXES = ("png", "jpg", "jpeg", "bmp", "gif", "webp")  # what "Open image…" offers
 
 Stroke = list[tuple[float, float]]
-# Digits as pen strokes on the 420 x 280 paper (see digitlab.apps.gui.canvas).
-SEVEN: list[Stroke] = [[(140, 55), (280, 55), (200, 240)]]
-ONE: list[Stroke] = [[(215, 45), (205, 240)]]
+
+
+def _shifted(strokes: list[Stroke], dx: float) -> list[Stroke]:
+    return [[(x + dx, y) for x, y in stroke] for stroke in strokes]
+
+
+# Digits as pen strokes on the 280 x 280 paper of single-digit mode (see digitlab.apps.gui.canvas).
+SEVEN: list[Stroke] = [[(70, 55), (210, 55), (130, 240)]]
+ONE: list[Stroke] = [[(145, 45), (135, 240)]]
 ZERO: list[Stroke] = [
     [
-        (210 + 62 * math.sin(t / 20 * 2 * math.pi), 140 - 92 * math.cos(t / 20 * 2 * math.pi))
+        (140 + 62 * math.sin(t / 20 * 2 * math.pi), 140 - 92 * math.cos(t / 20 * 2 * math.pi))
         for t in range(21)
     ]
 ]
-SEVEN_TWO_STROKES: list[Stroke] = [[(140, 55), (280, 55)], [(280, 55), (200, 240)]]
-ONE_SEVEN: list[Stroke] = [[(100, 50), (95, 235)], [(190, 55), (320, 55), (245, 240)]]
+SEVEN_TWO_STROKES: list[Stroke] = [[(70, 55), (210, 55)], [(210, 55), (130, 240)]]
+ONE_SEVEN: list[Stroke] = [[(30, 50), (25, 235)], [(120, 55), (250, 55), (175, 240)]]
+# The same number in the middle of the wide paper of multi-digit mode (560 x 280).
+ONE_SEVEN_WIDE: list[Stroke] = _shifted(ONE_SEVEN, 140)
 
 
 def _missing(what: str) -> None:
@@ -325,6 +337,8 @@ def test_open_image_shows_thumbnail_and_engine_prediction(
         assert app.opened_path == path and app.results.thumb_caption.get() == path.name
         assert str(app.results.thumb_label.cget("image"))  # a thumbnail is shown
         assert app.pad.is_empty
+        hints = [app.pad.itemcget(i, "text") for i in app.pad.find_withtag("hint")]
+        assert any(path.name in hint for hint in hints), hints  # the paper says what it reads
         engine = recognizer.predict(path)
         assert_same_prediction(app.last_result, engine)
         assert app.results.digit_var.get() == str(engine.digit) == "3", suffix
@@ -427,28 +441,110 @@ def test_pen_width_changes_the_stroke(app):
     assert widths[1] > 3 * widths[0]
 
 
-def test_starts_with_newest_run_and_says_so(make_app, tmp_path):
+def _fake_run(
+    folder: Path, name: str, *, epochs: int, done: int, age: float, early_stopping=None
+) -> Path:
+    """A run directory as the trainer leaves it after ``done`` of ``epochs`` epochs: config.json,
+    metrics.csv and best.pt (a copy of the bundled model), best.pt ``age`` seconds old."""
     from digitlab.core.resolve import BUNDLED_MODEL
 
-    for age, run in ((200, "20240101-000000-old"), (100, "20240102-000000-new")):
-        best = tmp_path / "runs" / run / "best.pt"
-        best.parent.mkdir(parents=True)
-        shutil.copy(BUNDLED_MODEL, best)
-        stamp = time.time() - age
-        os.utime(best, (stamp, stamp))
-    app = make_app(tmp_path)
-    assert "20240102-000000-new/best.pt" in app.model_var.get()
-    assert app.error_var.get() == ""
+    run = folder / "runs" / name
+    run.mkdir(parents=True)
+    config = {"model": "digitnet", "epochs": epochs, "early_stopping": early_stopping}
+    (run / "config.json").write_text(json.dumps(config))
+    rows = ["epoch,train_loss,train_acc,val_loss,val_acc,test_loss,test_acc,lr,seconds"]
+    for epoch in range(1, done + 1):
+        val = min(0.9 + 0.01 * epoch, 0.95)  # stops improving after epoch 5
+        rows.append(f"{epoch},0.1,0.9,0.1,{val},0.1,{val},0.001,1.0")
+    (run / "metrics.csv").write_text("\n".join(rows) + "\n")
+    best = run / "best.pt"
+    shutil.copy(BUNDLED_MODEL, best)
+    stamp = time.time() - age
+    os.utime(best, (stamp, stamp))
+    return best
 
 
-def test_corrupt_newest_run_falls_back_to_bundled(make_app, tmp_path):
-    best = tmp_path / "runs" / "20240103-000000-broken" / "best.pt"
-    best.parent.mkdir(parents=True)
-    best.write_bytes(b"not a checkpoint")
+def test_starts_with_the_bundled_model_even_after_a_cancelled_run(make_app, tmp_path):
+    """Issue #14.2: a run in ./runs (finished or not) never replaces the bundled model."""
+    _fake_run(tmp_path, "20240101-000000-done", epochs=3, done=3, age=200)
+    _fake_run(tmp_path, "20240102-000000-cancelled", epochs=5, done=1, age=100)
     app = make_app(tmp_path)
-    assert str(best) in app.error_var.get()
+    assert "bundled model" in app.model_var.get(), app.model_var.get()
+    assert "runs" not in app.model_var.get() and app.error_var.get() == ""
+
+
+def test_newest_run_is_the_newest_finished_one(tmp_path):
+    from digitlab.apps.gui import newest_finished_run, startup_model
+
+    assert newest_finished_run(tmp_path) is None
+    with pytest.raises(DigitlabError, match="no finished training run"):
+        startup_model("newest", tmp_path)
+    done = _fake_run(tmp_path, "20240101-000000-done", epochs=3, done=3, age=300)
+    _fake_run(tmp_path, "20240102-000000-cancelled", epochs=5, done=1, age=200)
+    stopped = _fake_run(tmp_path, "20240103-000000-early", epochs=20, done=9, age=400,
+                        early_stopping=3)  # fmt: skip
+    patient = _fake_run(
+        tmp_path, "20240104-000000-x", epochs=20, done=9, age=100, early_stopping=5
+    )  # fmt: skip  (4 epochs since the best: not stopped)
+    (tmp_path / "runs" / "20240105-000000-empty").mkdir()  # crashed before its first epoch
+    assert newest_finished_run(tmp_path) == done
+    assert startup_model("newest", tmp_path) == (done, "newest run: 20240101-000000-done/best.pt")
+    assert startup_model(None, tmp_path)[0] is None  # the bundled model, unless asked
+    os.utime(stopped)  # now the early-stopped run is the newest finished one
+    assert newest_finished_run(tmp_path) == stopped
+    assert patient.is_file()
+
+
+def test_load_newest_run_from_the_menu(make_app, tmp_path):
+    app = make_app(tmp_path)
+    app.load_newest_run()
+    wait_idle(app)
+    assert "No finished training run" in app.error_var.get()
     assert "bundled model" in app.model_var.get()
-    assert app.recognizer is not None
+    app.clear_error()
+    _fake_run(tmp_path, "20240101-000000-done", epochs=2, done=2, age=100)
+    app.load_newest_run()
+    wait_idle(app)
+    assert app.error_var.get() == ""
+    assert "newest run: 20240101-000000-done/best.pt" in app.model_var.get()
+
+
+def test_corrupt_model_given_to_the_app_is_reported_not_replaced(make_app, tmp_path):
+    from digitlab.apps.gui import create_app
+
+    best = tmp_path / "broken.pt"
+    best.write_bytes(b"not a checkpoint")
+    app = create_app(best, cwd=tmp_path)
+    try:
+        wait_idle(app)
+        assert str(best) in app.error_var.get()
+        assert "instead" not in app.error_var.get()  # no silent switch to the bundled model
+        assert app.recognizer is None
+    finally:
+        app.close()
+
+
+def test_app_sets_torch_inference_threads(make_app, tmp_path, monkeypatch):
+    import torch
+
+    from digitlab.apps.gui import app as app_module
+
+    monkeypatch.setattr(app_module, "_threads_set", False)
+    monkeypatch.setenv("DIGITLAB_TORCH_THREADS", "1")
+    torch.set_num_threads(2)
+    try:
+        app = make_app(tmp_path)
+        # torch keeps one process-wide setting, which each thread picks up when it first runs
+        # torch: look from the worker that runs the model and from a new thread.
+        seen = []
+        app.tasks.submit(torch.get_num_threads, seen.append, pytest.fail)
+        wait_idle(app)
+        fresh = threading.Thread(target=lambda: seen.append(torch.get_num_threads()))
+        fresh.start()
+        fresh.join()
+        assert seen == [1, 1]
+    finally:
+        torch.set_num_threads(1)
 
 
 def test_multi_digit_mode_reads_the_number(app, recognizer, x_display, artifacts_dir):
@@ -473,6 +569,29 @@ def test_multi_digit_mode_reads_the_number(app, recognizer, x_display, artifacts
     screenshot(app.root, artifacts_dir / "gui_multi_digit.png", x_display)
 
 
+def test_multi_digit_mode_passes_the_strokes_to_the_engine(app, monkeypatch):
+    """Issue #15: read_number gets the strokes when it takes them (a ``strokes`` keyword)."""
+    rec = app.recognizer
+    original = rec.read_number
+    calls = []
+
+    def read_number(image, *, top_k=3, strokes=None):  # what the engine will accept
+        calls.append(strokes)
+        return original(image, top_k=top_k)
+
+    monkeypatch.setattr(rec, "read_number", read_number)
+    press_keys(app, "ctrl+m")
+    draw(app, ONE_SEVEN_WIDE)
+    wait_idle(app)
+    strokes = calls[-1]
+    assert strokes is not None and len(strokes) == len(ONE_SEVEN_WIDE) == len(app.pad.strokes)
+    for given, stroke in zip(strokes, app.pad.strokes, strict=True):
+        assert [(x, y) for x, y, _ in given] == stroke.points  # image pixels = paper units
+    times = [t for stroke in strokes for _, _, t in stroke]
+    assert times[0] == 0 and times == sorted(times) and times[-1] > 0
+    assert app.results.digit_var.get() == "17"
+
+
 def test_multi_digit_mode_on_an_opened_image(app, recognizer, mnist, tmp_path):
     digits = [
         Image.open(mnist_digit_file(mnist, recognizer, label, tmp_path / f"{label}.png"))
@@ -484,7 +603,8 @@ def test_multi_digit_mode_on_an_opened_image(app, recognizer, mnist, tmp_path):
     sheet.paste(digits[1], (2 * gap + digits[0].width, gap))
     path = tmp_path / "forty-two.png"
     sheet.save(path)
-    app.multi_var.set(True)
+    app.set_multi(True)
+    assert app.pad.wide and app.title_var.get() == "Write a number"
     app.open_image(path)
     wait_idle(app)
     engine = recognizer.read_number(path)
@@ -512,7 +632,7 @@ def test_window_resizes_and_the_drawing_scales(app):
     image_before = app.pad.image().tobytes()
     width_before = app.pad.winfo_width()
     ink_before = app.pad.bbox("ink")
-    app.root.geometry("1200x780")
+    app.root.geometry("1400x900")  # from the initial 1040x700
     pump(app, 0.3)
     assert app.pad.winfo_width() > width_before + 200
     ink_after = app.pad.bbox("ink")
@@ -656,11 +776,21 @@ def drawn_one_png(folder: Path) -> Path:
     return path
 
 
+def cli_env(**extra: str) -> dict[str, str]:
+    """The environment for ``python -m digitlab`` in another folder: the digitlab under test."""
+    import digitlab
+
+    src = str(Path(digitlab.__file__).resolve().parents[1])
+    path = os.pathsep.join(p for p in (src, os.environ.get("PYTHONPATH", "")) if p)
+    return {**os.environ, "PYTHONPATH": path, **extra}
+
+
 def test_cli_opens_the_window(x_display, tmp_path):
     """`digitlab gui` as a user runs it: a window titled digitlab appears, Ctrl+Q closes it."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "digitlab", "gui"],
         cwd=tmp_path,
+        env=cli_env(),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
     )
@@ -684,13 +814,185 @@ def test_cli_opens_the_window(x_display, tmp_path):
             proc.wait()
 
 
+@pytest.mark.parametrize("name", ["bad.pt", "bad.onnx"])
+def test_cli_rejects_a_bad_model_file_before_opening_a_window(x_display, tmp_path, name):
+    """Issue #14.3: exit status 2 and predict's one-line message, no window."""
+    bad = tmp_path / name
+    bad.write_bytes(b"\x00garbage, not a model" * 50)
+    outputs = {}
+    for command in ("gui", "predict"):
+        args = [sys.executable, "-m", "digitlab", command, "--model", str(bad)]
+        if command == "predict":
+            args.append(str(drawn_one_png(tmp_path)))
+        proc = subprocess.run(
+            args, capture_output=True, text=True, cwd=tmp_path, env=cli_env(), timeout=60
+        )
+        assert proc.returncode == 2, proc.stderr
+        outputs[command] = proc.stderr.strip()
+    assert outputs["gui"] == outputs["predict"].replace("digitlab predict", "digitlab gui")
+    assert len(outputs["gui"].splitlines()) == 1 and str(bad) in outputs["gui"]
+
+
+def test_cli_newest_without_a_finished_run_exits_2(x_display, tmp_path):
+    _fake_run(tmp_path, "20240102-000000-cancelled", epochs=5, done=1, age=100)
+    proc = subprocess.run(
+        [sys.executable, "-m", "digitlab", "gui", "--model", "newest"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=cli_env(),
+        timeout=60,
+    )
+    assert proc.returncode == 2
+    assert "no finished training run" in proc.stderr and "Traceback" not in proc.stderr
+
+
 def test_cli_rejects_a_missing_model_file(tmp_path):
     missing = tmp_path / "nope.pt"
     proc = subprocess.run(
         [sys.executable, "-m", "digitlab", "gui", "--model", str(missing)],
         capture_output=True,
         text=True,
-        env={**os.environ, "DISPLAY": ""},
+        env=cli_env(DISPLAY=""),
     )
     assert proc.returncode == 2
     assert str(missing) in proc.stderr and "Traceback" not in proc.stderr
+
+
+def _set_theme_and_draw(app, mode: str, multi: bool) -> None:
+    app.set_theme(mode)
+    if app.multi_var.get() != multi:
+        app.toggle_multi()
+    press_keys(app, "Escape")
+    wait_idle(app)
+    draw(app, ONE_SEVEN_WIDE if multi else SEVEN)
+    wait_idle(app)
+
+
+@pytest.mark.parametrize("mode", ["light", "dark"])
+def test_looks_light_and_dark_in_both_modes(app, x_display, artifacts_dir, mode):
+    """Issue #14.9: the theme, a square paper (wide for a number), no grey bands around it."""
+    from digitlab.apps.gui.style import PALETTES
+
+    pal = PALETTES[mode]
+    for multi in (False, True):
+        _set_theme_and_draw(app, mode, multi)
+        pad = app.pad
+        assert pad.cget("background") == pal.bg  # the pad blends into its card
+        x0, y0, x1, y1 = pad.bbox("paper")
+        ratio = (x1 - x0) / (y1 - y0)
+        assert ratio == pytest.approx(2.0 if multi else 1.0, abs=0.03)
+        assert app.results.digit_var.get() == ("17" if multi else "7")
+        name = f"gui_{mode}_{'number' if multi else 'digit'}.png"
+        screenshot(app.root, artifacts_dir / name, x_display)
+    assert app.dark_var.get() == (mode == "dark")
+    # Labels keep their styles' colours (the theme must not pin them as widget options).
+    app.show_error("An error shown in the theme's colours")
+    pump(app, 0.1)
+    for label in (app.error_label, app.status_left):
+        assert str(label.cget("foreground")) == "" and str(label.cget("background")) == ""
+    screenshot(app.root, artifacts_dir / f"gui_{mode}_error.png", x_display)
+    app.open_train_dialog()
+    pump(app, 0.2)
+    assert app.train_dialog.cget("background") == pal.bg
+    screenshot(app.train_dialog, artifacts_dir / f"gui_{mode}_train_dialog.png", x_display)
+    app.train_dialog.close()
+
+
+def test_ctrl_d_switches_dark_mode(app):
+    from digitlab.apps.gui.style import DARK, LIGHT
+
+    app.set_theme("light")
+    draw(app, SEVEN)
+    wait_idle(app)
+    press_keys(app, "ctrl+d")
+    assert app.dark_var.get() and app.pad.cget("background") == DARK.bg
+    assert app.results.verdict.itemcget("verdict", "fill") == DARK.ok_soft
+    press_keys(app, "ctrl+d")
+    assert not app.dark_var.get() and app.pad.cget("background") == LIGHT.bg
+    assert app.results.verdict.itemcget("verdict", "fill") == LIGHT.ok_soft
+
+
+def test_works_without_the_theme_package(make_app, tmp_path, monkeypatch, x_display, artifacts_dir):
+    """Without sv-ttk the app falls back to a flat theme of its own, light and dark."""
+    from digitlab.apps.gui import style
+
+    monkeypatch.setattr(style, "_has_sun_valley", lambda: False)
+    app = make_app(tmp_path)
+    for mode in ("light", "dark"):
+        app.set_theme(mode)
+        assert ttk_theme(app) == style.FALLBACK_THEMES[mode]
+        draw(app, SEVEN)
+        wait_idle(app)
+        assert app.results.digit_var.get() == "7"
+        screenshot(app.root, artifacts_dir / f"gui_fallback_{mode}.png", x_display)
+        press_keys(app, "Escape")
+        wait_idle(app)
+
+
+def ttk_theme(app) -> str:
+    """The name of the ttk theme in use."""
+    from tkinter import ttk
+
+    return ttk.Style(app.root).theme_use()
+
+
+def test_probabilities_are_formatted_like_the_web_page():
+    """One rule, the web page's pct(): never "100.0%" or "0.0%" for what is not exactly that."""
+    from digitlab.apps.gui.charts import format_probability
+
+    assert format_probability(0.99996) == ">99.9%"
+    assert format_probability(0.9994) == ">99.9%"  # would round to 100.0%
+    assert format_probability(0.9989) == "99.9%"
+    assert format_probability(0.00004) == "<0.1%"
+    assert format_probability(1.0) == "100.0%" and format_probability(0.0) == "0.0%"
+    assert format_probability(0.5) == "50.0%"
+    assert format_probability(0.999996, 2) == ">99.99%"
+    web = (Path(__file__).parents[1] / "src/digitlab/apps/web/app.js").read_text()
+    assert "const limit = 10 ** -(digits + 2);" in web  # the rule mirrored here
+
+
+def test_probability_axis_has_round_ticks(app):
+    from digitlab.apps.gui.charts import CurveChart, probability_ticks
+
+    assert probability_ticks(0.1) == [0.0, 0.25, 0.5, 0.75, 1.0]
+    assert probability_ticks(0.0) == [0.0, 0.25, 0.5, 0.75, 1.0]
+    assert probability_ticks(0.55) == [0.5, 0.6, 0.7, 0.8, 0.9, 1.0]
+    assert probability_ticks(0.931) == [0.92, 0.94, 0.96, 0.98, 1.0]
+    assert probability_ticks(0.985) == [0.98, 0.99, 1.0]
+    chart = CurveChart(app.root, x_label="epoch", y_label="accuracy", width=400, height=200)
+    chart.place(x=0, y=0)
+    chart.reset(3)
+    for epoch, acc in ((1, 0.1), (2, 0.6), (3, 0.9)):
+        chart.add_point("validation", epoch, acc, markers=True)
+    pump(app, 0.05)
+    labels = [chart.itemcget(i, "text") for i in chart.find_withtag("ytick")]
+    assert labels == ["0%", "25%", "50%", "75%", "100%"]
+    chart.destroy()
+
+
+def test_status_bar_texts_never_overlap(app):
+    long_model = "Model: " + " · ".join(["a-very-long-model-description"] * 8)
+    app.model_var.set(long_model)
+    app.set_status("Recognised in 6 ms — " + "a long status message " * 4)
+    for geometry in ("1040x700", "800x700"):
+        app.root.geometry(geometry)
+        pump(app, 0.3)
+        left, right = app.status_left, app.status_right
+        assert left.winfo_x() + left.winfo_reqwidth() <= right.winfo_x()
+        assert right.winfo_x() + right.winfo_width() <= app.status_bar.winfo_width()
+        assert left.cget("text").endswith("…") and right.cget("text").endswith("…")
+    app.set_status("Ready")
+    pump(app, 0.1)
+    assert app.status_right.cget("text") == "Ready"
+
+
+def test_confidence_near_certain_reads_over_99_9(app):
+    draw(app, SEVEN)
+    wait_idle(app)
+    confidence = app.last_result.confidence
+    shown = app.results.confidence_var.get()
+    if confidence > 0.9999:
+        assert shown.startswith(">99.9%") and "100" not in shown
+    top = app.results.top_var.get().splitlines()[0]
+    assert top.split()[1] == shown.split()[0]

@@ -3,34 +3,32 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from digitlab.core.errors import DigitlabError
-from digitlab.core.resolve import DEFAULT_MODEL_NAMES, ENSEMBLE_MODEL_NAME
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    """Add the ``gui`` subcommand."""
     p = sub.add_parser(
         "gui",
         help="desktop app: draw or open a digit and see the prediction",
-        description="Open the desktop app. It starts with --model, else the newest "
-        "runs/*/best.pt in the current folder, else the bundled model.",
+        description="Open the desktop app with the bundled model, or with --model: a checkpoint "
+        "(.pt) or ONNX file, 'ensemble', or 'newest' for the newest finished training run in "
+        "./runs (a cancelled or unfinished run is never used).",
     )
     p.add_argument(
         "--model",
-        metavar="PATH",
-        help="checkpoint (.pt) or ONNX model to start with, or 'ensemble'",
+        metavar="M",
+        help="checkpoint (.pt) or ONNX model, 'ensemble', or 'newest' (default: the bundled model)",
     )
     p.add_argument("--multi", action="store_true", help="start in multi-digit mode")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    named = (*DEFAULT_MODEL_NAMES, ENSEMBLE_MODEL_NAME)
-    if args.model and args.model not in named and not Path(args.model).is_file():
-        raise DigitlabError(f"--model {args.model}: no such file")
+    """Check and load the model, then run the window until it is closed."""
     try:
-        from digitlab.apps.gui import run_app
+        from digitlab.apps.gui import run_app, startup_model
     except ImportError as exc:
         if "tkinter" not in str(exc):
             raise
@@ -38,5 +36,11 @@ def run(args: argparse.Namespace) -> int:
             f"the desktop app needs Tk, which this Python lacks ({exc}); on Debian/Ubuntu "
             "install python3-tk, or use `digitlab serve` and a browser"
         ) from None
-    model = None if args.model in DEFAULT_MODEL_NAMES else args.model
-    return run_app(model, multi=args.multi)
+    model, description = startup_model(args.model)
+    if model is not None:
+        # A model the user named is loaded before any window opens, so a bad one ends the
+        # command with exit status 2 and the same one-line message as predict / serve / export.
+        from digitlab.api import load_model
+
+        model = load_model(model)
+    return run_app(model, description=description, multi=args.multi)

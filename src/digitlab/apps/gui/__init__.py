@@ -11,15 +11,21 @@ from __future__ import annotations
 
 import tkinter as tk
 from pathlib import Path
+from typing import Any
 
-from digitlab.apps.gui.app import DigitlabApp, find_startup_model
+from digitlab.apps.gui.app import DigitlabApp, newest_finished_run, startup_model
 from digitlab.core.errors import DigitlabError
 
-__all__ = ["DigitlabApp", "create_app", "find_startup_model", "run_app"]
+__all__ = ["DigitlabApp", "create_app", "newest_finished_run", "run_app", "startup_model"]
 
 
-def create_app(model: str | Path | None = None, *, cwd: Path | None = None) -> DigitlabApp:
+def create_app(
+    model: Any = None, *, cwd: Path | None = None, description: str | None = None
+) -> DigitlabApp:
     """Open the main window (not yet running its event loop).
+
+    ``model``: None (the bundled model), a name or path (see :func:`startup_model`), or a
+    recogniser already loaded; ``description`` says where it came from.
 
     Raises :class:`DigitlabError` when no window can be opened (no X display).
     """
@@ -30,13 +36,13 @@ def create_app(model: str | Path | None = None, *, cwd: Path | None = None) -> D
             f"cannot open a window ({exc}); the desktop app needs a display "
             "(is DISPLAY set? over SSH use `ssh -X`, or use `digitlab serve` in a browser)"
         ) from None
-    return DigitlabApp(root, model=model, cwd=cwd)
+    return DigitlabApp(root, model=model, cwd=cwd, description=description)
 
 
-def run_app(model: str | Path | None = None, *, multi: bool = False) -> int:
+def run_app(model: Any = None, *, description: str | None = None, multi: bool = False) -> int:
     """Run the desktop app until its window is closed; returns the exit status (0)."""
-    app = create_app(model)
+    app = create_app(model, description=description)
     if multi:
-        app.multi_var.set(True)
+        app.set_multi(True)
     app.root.mainloop()
     return 0
