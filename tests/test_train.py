@@ -13,6 +13,7 @@ import torch
 from digitlab.apps.cli import main
 from digitlab.core.errors import DigitlabError
 from digitlab.training.checkpoint import load_checkpoint
+from digitlab.training.events import EpochEvent, StepEvent, TrainEvent
 from digitlab.training.trainer import METRIC_COLUMNS, TrainConfig, train
 
 RUN_FILES = ("config.json", "metrics.csv", "best.pt", "last.pt", "curves.png", "train.log")
@@ -105,8 +106,8 @@ def test_resume_gives_the_same_result_as_an_uninterrupted_run(tmp_path: Path, mn
 
     stop = threading.Event()
 
-    def stop_after_first_epoch(event: dict) -> None:
-        if event["kind"] == "epoch" and event["epoch"] == 1:
+    def stop_after_first_epoch(event: TrainEvent) -> None:
+        if isinstance(event, EpochEvent) and event.epoch == 1:
             stop.set()
 
     part = train(
@@ -127,8 +128,8 @@ def test_resume_gives_the_same_result_as_an_uninterrupted_run(tmp_path: Path, mn
 
 
 def test_ctrl_c_mid_epoch_leaves_the_last_good_checkpoint(tmp_path: Path, mnist) -> None:
-    def interrupt(event: dict) -> None:
-        if event["kind"] == "step" and event["epoch"] == 2 and event["step"] == 3:
+    def interrupt(event: TrainEvent) -> None:
+        if isinstance(event, StepEvent) and event.epoch == 2 and event.step == 3:
             raise KeyboardInterrupt
 
     result = train(
