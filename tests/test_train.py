@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
+import sys
 import threading
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from digitlab.apps.cli import main
 from digitlab.core.errors import DigitlabError
@@ -156,7 +161,9 @@ def test_cli_train_then_evaluate(tmp_path: Path, mnist_dir: Path, capsys) -> Non
     argv += " --batch-size 32 --no-augment"
     code = main([*argv.split(), "--run-dir", str(run), "--data-dir", str(mnist_dir)])
     assert code == 0
-    assert "run directory" in capsys.readouterr().out
+    captured = capsys.readouterr()
+    assert "run directory" in captured.out
+    assert (captured.out + captured.err).count("run directory:") == 1  # said once
     out_dir = tmp_path / "eval"
     code = main(
         [
@@ -226,3 +233,60 @@ def test_resume_needs_a_resumable_checkpoint(tmp_path: Path, mnist, capsys) -> N
     )
     assert main(["train", "--resume", str(result.best_path)]) == 2
     assert "not a resumable checkpoint" in capsys.readouterr().err
+
+
+def _events(run_dir: Path) -> EventAccumulator:
+    events = EventAccumulator(str(run_dir), size_guidance={"scalars": 0, "images": 0})
+    events.Reload()
+    return events
+
+
+def test_tensorboard_files_hold_every_step_every_epoch_and_the_mistakes(
+    tmp_path: Path, mnist
+) -> None:
+    cfg = TrainConfig(
+        model="digitnet_fast",
+        epochs=2,
+        train_samples=1000,
+        val_size=300,
+        batch_size=100,
+        eval_test=False,
+        tensorboard=True,
+        run_dir=str(tmp_path / "run"),
+    )
+    result = train(cfg, data=mnist)
+    assert len(list((tmp_path / "run").glob("events.out.tfevents.*"))) == 1
+    events = _events(tmp_path / "run")
+    tags = events.Tags()
+    # 1000 images in batches of 100: 10 steps per epoch, numbered across the run.
+    for tag in ("step/loss", "step/accuracy", "step/lr"):
+        assert [e.step for e in events.Scalars(tag)] == list(range(1, 21)), tag
+    # OneCycle starts at a tenth of the peak learning rate.
+    assert events.Scalars("step/lr")[0].value == pytest.approx(cfg.peak_lr / 10, rel=1e-5)
+    assert all(0 <= e.value <= 1 for e in events.Scalars("step/accuracy"))
+    for key in ("train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds"):
+        logged = [(e.step, e.value) for e in events.Scalars(f"epoch/{key}")]
+        expected = [(r["epoch"], pytest.approx(r[key], rel=1e-5)) for r in result.history]
+        assert logged == expected, key
+    assert "epoch/test_acc" not in tags["scalars"]  # no test split in this run: not logged
+    images = events.Images("val/misclassified")
+    assert [i.step for i in images] == [1, 2]
+    for image in images:
+        pixels = np.asarray(Image.open(io.BytesIO(image.encoded_image_string)).convert("L"))
+        assert pixels.shape == (image.height, image.width)
+        assert pixels.min() < 64 and pixels.max() > 192  # dark digits on a white page
+
+
+def test_tensorboard_without_the_extra_is_a_one_line_error(
+    tmp_path: Path, mnist_dir: Path, capsys, monkeypatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "tensorboard", None)  # as if it were not installed
+    run = tmp_path / "r"
+    argv = ["train", "--tensorboard", "--epochs", "1", "--train-samples", "100"]
+    assert main([*argv, "--run-dir", str(run), "--data-dir", str(mnist_dir)]) == 2
+    err = capsys.readouterr().err
+    assert err.splitlines() == [
+        "digitlab train: error: --tensorboard needs the tensorboard package: "
+        "pip install 'digitlab[tensorboard]'"
+    ]
+    assert not run.exists()  # nothing started

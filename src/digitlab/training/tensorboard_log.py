@@ -11,7 +11,6 @@ job writes (the trainer makes no writer on the others). View with
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 import math
 from typing import TYPE_CHECKING
@@ -41,8 +40,12 @@ EPOCH_SCALARS = (
 
 
 def tensorboard_available() -> bool:
-    """Whether the ``tensorboard`` package (which torch's SummaryWriter needs) is installed."""
-    return importlib.util.find_spec("tensorboard") is not None
+    """Whether the ``tensorboard`` package (which torch's SummaryWriter needs) imports."""
+    try:
+        import tensorboard  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def require_tensorboard() -> None:
