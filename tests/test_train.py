@@ -213,10 +213,14 @@ def test_cli_train_then_evaluate(tmp_path: Path, mnist_dir: Path, capsys) -> Non
         (["evaluate", "missing.pt"], "no such file"),
     ],
 )
-def test_bad_input_is_a_clear_error(argv, message, capsys, mnist_dir, monkeypatch) -> None:
+def test_bad_input_is_a_clear_error(
+    argv, message, capsys, mnist_dir, monkeypatch, tmp_path
+) -> None:
+    monkeypatch.chdir(tmp_path)
     argv = [str(mnist_dir) if a == "MNIST" else a for a in argv]
     assert main(argv) == 2
     assert message in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()  # no run directory for a run that never started
 
 
 def test_resume_needs_a_resumable_checkpoint(tmp_path: Path, mnist, capsys) -> None:

@@ -455,12 +455,14 @@ def train(
     _init_distributed(info, device, cfg.dist_timeout_s)
 
     run_dir = Path(resume_ckpt["run_dir"]) if resume_ckpt else _new_run_dir(cfg)
-    file_handler = _start_run_dir(run_dir, cfg, info)
+    file_handler = None
     try:
+        splits = prepare_splits(cfg, data, device)  # bad data: an error before any file exists
+        file_handler = _start_run_dir(run_dir, cfg, info)
         trainer = Trainer(
             cfg,
             run_dir,
-            data=data,
+            splits=splits,
             device=device,
             info=info,
             resume=resume_ckpt,
@@ -527,8 +529,9 @@ class Trainer:
 
     :func:`train` builds one and calls :meth:`fit`, which loops :meth:`train_epoch`,
     :meth:`evaluate` and :meth:`end_epoch` (checkpoints, metrics.csv, curves, events), then
-    :meth:`calibrate`. ``resume`` is a ``last.pt`` checkpoint dict to continue from. Under
-    torchrun the network is wrapped in DistributedDataParallel and only rank 0 writes files.
+    :meth:`calibrate`. The images are ``splits`` (else ``data``, else MNIST); ``resume`` is a
+    ``last.pt`` checkpoint dict to continue from. Under torchrun the network is wrapped in
+    DistributedDataParallel and only rank 0 writes files.
     """
 
     def __init__(
@@ -537,6 +540,7 @@ class Trainer:
         run_dir: str | os.PathLike,
         *,
         data: Any = None,
+        splits: _Splits | None = None,
         device: torch.device | None = None,
         info: DistInfo | None = None,
         resume: dict | None = None,
@@ -548,7 +552,7 @@ class Trainer:
         self.run_dir = Path(run_dir)
         self.best_path, self.last_path = self.run_dir / "best.pt", self.run_dir / "last.pt"
         self.callbacks: list[TrainCallback] = list(callbacks or [])
-        self.splits = prepare_splits(cfg, data, self.device)
+        self.splits = splits if splits is not None else prepare_splits(cfg, data, self.device)
         torch.manual_seed(cfg.seed)  # model initialisation
         self.model_config = model_config(cfg.model, **cfg.model_config)
         self.model: nn.Module = create_model(cfg.model, **self.model_config).to(self.device)
