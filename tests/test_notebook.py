@@ -2,7 +2,8 @@
 
 The notebook is executed in a real Jupyter kernel (nbclient + ipykernel) in a temporary
 folder. The default run sets ``DIGITLAB_QUICKSTART_QUICK=1`` (the notebook then trains on
-3,000 images); the full notebook, trained on all 55,000, is marked slow.
+3,000 images: 63 s here); the full notebook, trained on all 55,000 (178 s here, too close to the
+3-minute budget on 2 shared cores), is marked slow.
 """
 
 from __future__ import annotations
@@ -99,5 +100,5 @@ def test_quickstart_runs_end_to_end_quick(tmp_path: Path, mnist_dir: Path, artif
 def test_quickstart_runs_end_to_end(tmp_path: Path, mnist_dir: Path, artifacts_dir) -> None:
     nb = _execute(tmp_path, mnist_dir, quick=False)
     nbformat.write(nb, artifacts_dir / "quickstart-executed.ipynb")  # to look at
-    # 2 epochs on all 55,000: measured 98.9%; 98% leaves margin.
-    _check_run(nb, tmp_path, min_accuracy=0.98)
+    # 2 epochs on all 55,000: measured 99.36%; 98.5% leaves margin.
+    _check_run(nb, tmp_path, min_accuracy=0.985)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import sys
 import threading
 from pathlib import Path
@@ -294,3 +295,32 @@ def test_tensorboard_without_the_extra_is_a_one_line_error(
         "pip install 'digitlab[tensorboard]'"
     ]
     assert not run.exists()  # nothing started
+
+
+def test_callback_gets_typed_step_and_epoch_events(tmp_path: Path, mnist) -> None:
+    """Every step and every epoch reaches the callback as a typed event, in order."""
+    events: list[TrainEvent] = []
+    result = train(
+        TrainConfig(
+            model="mlp_small",
+            epochs=2,
+            train_samples=500,
+            val_size=100,
+            batch_size=100,
+            eval_test=False,
+            run_dir=str(tmp_path / "r"),
+        ),
+        data=mnist,
+        callback=events.append,
+    )
+    kinds = [type(e).__name__ for e in events]
+    assert kinds == (["StepEvent"] * 5 + ["EpochEvent"]) * 2  # 500 images, batches of 100
+    steps = [e for e in events if isinstance(e, StepEvent)]
+    assert [e.global_step for e in steps] == list(range(1, 11))
+    assert [e.progress for e in steps][-1] == 1.0 and steps[0].progress == 0.1
+    assert all(e.epochs == 2 and e.steps == 5 and e.lr > 0 for e in steps)
+    epochs = [e for e in events if isinstance(e, EpochEvent)]
+    for event, row in zip(epochs, result.history, strict=True):  # the metrics.csv rows
+        assert tuple(event.row()) == METRIC_COLUMNS
+        assert all(event.row()[k] == v for k, v in row.items() if not math.isnan(v))
+    assert epochs[0].improved and epochs[0].has_validation

@@ -440,7 +440,7 @@ def train(
     """
     info = dist_info()
     cfg, resume_ckpt = _resolve_resume(config)
-    if cfg.tensorboard and info.is_main:
+    if cfg.tensorboard:  # checked on every rank, so that all of them stop alike
         from digitlab.training.tensorboard_log import require_tensorboard
 
         require_tensorboard()  # before anything is written
