@@ -324,3 +324,21 @@ def test_callback_gets_typed_step_and_epoch_events(tmp_path: Path, mnist) -> Non
         assert tuple(event.row()) == METRIC_COLUMNS
         assert all(event.row()[k] == v for k, v in row.items() if not math.isnan(v))
     assert epochs[0].improved and epochs[0].has_validation
+
+
+@pytest.mark.parametrize("samples", [128, 400, 512, 640])  # 1, 4, 4 and 5 steps of 128
+def test_tiny_runs_train_whatever_their_step_count(tmp_path: Path, mnist, samples: int) -> None:
+    """A one-epoch run of a handful of steps (a GUI or CLI smoke test) finishes; 4 steps used
+    to crash inside torch's OneCycleLR (division by zero)."""
+    result = train(
+        TrainConfig(
+            model="mlp_small",
+            epochs=1,
+            train_samples=samples,
+            val_size=100,
+            eval_test=False,
+            run_dir=str(tmp_path / "r"),
+        ),
+        data=mnist,
+    )
+    assert [r["epoch"] for r in result.history] == [1] and result.best_path.exists()

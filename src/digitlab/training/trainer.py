@@ -72,6 +72,7 @@ DEFAULT_LR = {"adam": 3e-3, "adamw": 3e-3, "sgd": 0.1, "adadelta": 1.0}
 # L2 penalty for adam/sgd; decoupled decay (multiplied by the lr) for adamw, hence larger.
 DEFAULT_WEIGHT_DECAY = {"adam": 0.0, "adamw": 0.01, "sgd": 5e-4, "adadelta": 0.0}
 PER_BATCH_SCHEDULERS = ("onecycle", "cosine")
+ONECYCLE_WARMUP = 0.25  # fraction of the run spent warming up to the peak learning rate
 DEFAULT_DIST_TIMEOUT_S = 300  # a dead rank ends the job after this long instead of hanging
 
 
@@ -217,11 +218,16 @@ def make_scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoch
     total = cfg.epochs * steps_per_epoch
     if cfg.scheduler == "onecycle":
         # 25% warm-up, then cosine decay to peak/1e4: the super-convergence recipe.
+        if ONECYCLE_WARMUP * total <= 1:
+            # No whole warm-up step (torch divides by zero at exactly 4 steps): a run this short
+            # is a smoke test; it keeps the peak learning rate.
+            log.info("onecycle: %d steps are too few for a warm-up; constant learning rate", total)
+            return None
         return torch.optim.lr_scheduler.OneCycleLR(
             opt,
             max_lr=cfg.peak_lr,
             total_steps=total,
-            pct_start=0.25,
+            pct_start=ONECYCLE_WARMUP,
             div_factor=10.0,
             final_div_factor=1000.0,
         )
