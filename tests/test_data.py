@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 from digitlab.apps.cli import main
-from digitlab.training import data
+from digitlab.training import data, kaggle_csv
 from digitlab.training.data import MNIST_FILES, DataError
 
 IMAGE_HEADER = 16  # IDX: magic + 3 dimensions, 4 bytes each
@@ -495,7 +495,7 @@ def test_kaggle_csv_reads_csv_module_output(
 ) -> None:
     path = _write_csv(tmp_path / "train.csv", HEADER_TRAIN, small_train_rows, newline="\r\n")
     path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())  # as Excel saves it
-    images, labels = data.load_kaggle_csv(path)
+    images, labels = kaggle_csv.load_kaggle_csv(path)
     assert images.dtype == np.uint8 and images.shape == (5, 28, 28)
     assert labels is not None and labels.dtype == np.int64
     np.testing.assert_array_equal(images, oracle["train_images"][:5])
@@ -505,42 +505,44 @@ def test_kaggle_csv_reads_csv_module_output(
 def test_kaggle_csv_round_trip(tmp_path: Path, oracle: dict[str, np.ndarray]) -> None:
     count = 300
     train = tmp_path / "train.csv"
-    data.write_kaggle_csv(train, oracle["train_images"][:count], oracle["train_labels"][:count])
+    kaggle_csv.write_kaggle_csv(
+        train, oracle["train_images"][:count], oracle["train_labels"][:count]
+    )
     lines = train.read_text().splitlines()
     assert lines[0] == ",".join(HEADER_TRAIN) and len(lines) == count + 1
     first = [int(v) for v in lines[1].split(",")]
     assert first[0] == oracle["train_labels"][0]
     assert first[1:] == oracle["train_images"][0].reshape(-1).tolist()
-    images, labels = data.load_kaggle_csv(train)
+    images, labels = kaggle_csv.load_kaggle_csv(train)
     np.testing.assert_array_equal(images, oracle["train_images"][:count])
     np.testing.assert_array_equal(labels, oracle["train_labels"][:count])
 
     test = tmp_path / "test.csv"
-    data.write_kaggle_csv(test, oracle["test_images"][:count].reshape(count, -1))
+    kaggle_csv.write_kaggle_csv(test, oracle["test_images"][:count].reshape(count, -1))
     assert test.read_text().startswith("pixel0,pixel1,")
-    images, labels = data.load_kaggle_csv(test)
+    images, labels = kaggle_csv.load_kaggle_csv(test)
     assert labels is None
     np.testing.assert_array_equal(images, oracle["test_images"][:count])
     with pytest.raises(DataError, match=r"header starts with 'pixel0', expected 'label'"):
-        data.load_kaggle_csv(test, labelled=True)
+        kaggle_csv.load_kaggle_csv(test, labelled=True)
     with pytest.raises(DataError, match=r"has a 'label' column, expected an unlabelled"):
-        data.load_kaggle_csv(train, labelled=False)
+        kaggle_csv.load_kaggle_csv(train, labelled=False)
 
 
 def test_kaggle_csv_bad_header(tmp_path: Path, small_train_rows: list[list[object]]) -> None:
     header = [*HEADER_TRAIN[:-1], "pixelX"]
     path = _write_csv(tmp_path / "train.csv", header, small_train_rows)
     with pytest.raises(DataError, match=r"header column 785 is 'pixelX', expected 'pixel783'"):
-        data.load_kaggle_csv(path)
+        kaggle_csv.load_kaggle_csv(path)
     path = _write_csv(tmp_path / "short.csv", HEADER_TRAIN[:100], small_train_rows)
     with pytest.raises(DataError, match=r"short.csv: header has 100 columns, expected 785"):
-        data.load_kaggle_csv(path)
+        kaggle_csv.load_kaggle_csv(path)
     (tmp_path / "empty.csv").write_text("")
     with pytest.raises(DataError, match=r"empty file"):
-        data.load_kaggle_csv(tmp_path / "empty.csv")
+        kaggle_csv.load_kaggle_csv(tmp_path / "empty.csv")
     _write_csv(tmp_path / "no_rows.csv", HEADER_TRAIN, [])
     with pytest.raises(DataError, match=r"no data rows"):
-        data.load_kaggle_csv(tmp_path / "no_rows.csv")
+        kaggle_csv.load_kaggle_csv(tmp_path / "no_rows.csv")
 
 
 @pytest.mark.parametrize(
@@ -575,7 +577,7 @@ def test_kaggle_csv_bad_value_named(
     small_train_rows[row - 1][column] = value
     path = _write_csv(tmp_path / "train.csv", HEADER_TRAIN, small_train_rows)
     with pytest.raises(DataError, match=rf"train.csv: {problem}"):
-        data.load_kaggle_csv(path)
+        kaggle_csv.load_kaggle_csv(path)
 
 
 def test_kaggle_csv_wrong_column_count(
@@ -584,7 +586,7 @@ def test_kaggle_csv_wrong_column_count(
     small_train_rows[2] = small_train_rows[2][:-1]
     path = _write_csv(tmp_path / "train.csv", HEADER_TRAIN, small_train_rows)
     with pytest.raises(DataError, match=r"data row 3 \(line 4 of the file\): has 784 columns, exp"):
-        data.load_kaggle_csv(path)
+        kaggle_csv.load_kaggle_csv(path)
 
 
 # --- digitlab data ----------------------------------------------------------------------------

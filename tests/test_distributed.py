@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from digitlab.training.checkpoint import load_model_from_checkpoint
 
@@ -38,9 +39,16 @@ def test_two_process_training_writes_a_normal_run_and_resumes(tmp_path: Path, mn
     run = tmp_path / "ddp"
     common = "--model digitnet_fast --train-samples 6000 --val-size 1000 --batch-size 32"
     common = [*common.split(), "--no-augment", "--run-dir", str(run)]
-    proc = _torchrun([*common, "--epochs", "1"], mnist_dir)
+    proc = _torchrun([*common, "--epochs", "1", "--tensorboard"], mnist_dir)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "effective batch 64 (32 x 2 processes)" in proc.stderr
+    assert proc.stdout.count("run directory:") == 1  # rank 0 speaks for the job
+    # Only rank 0 writes TensorBoard: one event file, one value per step of one rank.
+    (event_file,) = run.glob("events.out.tfevents.*")
+    events = EventAccumulator(str(event_file), size_guidance={"scalars": 0})
+    events.Reload()
+    assert [e.step for e in events.Scalars("step/loss")] == list(range(1, 95))
+    assert len(events.Scalars("epoch/val_acc")) == 1
     assert proc.stderr.count("epoch 1/1  train loss") == 1  # only rank 0 reports
     for name in ("config.json", "metrics.csv", "best.pt", "last.pt", "curves.png", "train.log"):
         assert (run / name).exists(), name

@@ -3,16 +3,23 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
+import math
+import sys
 import threading
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from digitlab.apps.cli import main
 from digitlab.core.errors import DigitlabError
 from digitlab.training.checkpoint import load_checkpoint
+from digitlab.training.events import EpochEvent, StepEvent, TrainEvent
 from digitlab.training.trainer import METRIC_COLUMNS, TrainConfig, train
 
 RUN_FILES = ("config.json", "metrics.csv", "best.pt", "last.pt", "curves.png", "train.log")
@@ -106,8 +113,8 @@ def test_resume_gives_the_same_result_as_an_uninterrupted_run(tmp_path: Path, mn
 
     stop = threading.Event()
 
-    def stop_after_first_epoch(event: dict) -> None:
-        if event["kind"] == "epoch" and event["epoch"] == 1:
+    def stop_after_first_epoch(event: TrainEvent) -> None:
+        if isinstance(event, EpochEvent) and event.epoch == 1:
             stop.set()
 
     part = train(
@@ -128,8 +135,8 @@ def test_resume_gives_the_same_result_as_an_uninterrupted_run(tmp_path: Path, mn
 
 
 def test_ctrl_c_mid_epoch_leaves_the_last_good_checkpoint(tmp_path: Path, mnist) -> None:
-    def interrupt(event: dict) -> None:
-        if event["kind"] == "step" and event["epoch"] == 2 and event["step"] == 3:
+    def interrupt(event: TrainEvent) -> None:
+        if isinstance(event, StepEvent) and event.epoch == 2 and event.step == 3:
             raise KeyboardInterrupt
 
     result = train(
@@ -156,7 +163,9 @@ def test_cli_train_then_evaluate(tmp_path: Path, mnist_dir: Path, capsys) -> Non
     argv += " --batch-size 32 --no-augment"
     code = main([*argv.split(), "--run-dir", str(run), "--data-dir", str(mnist_dir)])
     assert code == 0
-    assert "run directory" in capsys.readouterr().out
+    captured = capsys.readouterr()
+    assert "run directory" in captured.out
+    assert (captured.out + captured.err).count("run directory:") == 1  # said once
     out_dir = tmp_path / "eval"
     code = main(
         [
@@ -206,10 +215,14 @@ def test_cli_train_then_evaluate(tmp_path: Path, mnist_dir: Path, capsys) -> Non
         (["evaluate", "missing.pt"], "no such file"),
     ],
 )
-def test_bad_input_is_a_clear_error(argv, message, capsys, mnist_dir, monkeypatch) -> None:
+def test_bad_input_is_a_clear_error(
+    argv, message, capsys, mnist_dir, monkeypatch, tmp_path
+) -> None:
+    monkeypatch.chdir(tmp_path)
     argv = [str(mnist_dir) if a == "MNIST" else a for a in argv]
     assert main(argv) == 2
     assert message in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()  # no run directory for a run that never started
 
 
 def test_resume_needs_a_resumable_checkpoint(tmp_path: Path, mnist, capsys) -> None:
@@ -226,3 +239,107 @@ def test_resume_needs_a_resumable_checkpoint(tmp_path: Path, mnist, capsys) -> N
     )
     assert main(["train", "--resume", str(result.best_path)]) == 2
     assert "not a resumable checkpoint" in capsys.readouterr().err
+
+
+def _events(run_dir: Path) -> EventAccumulator:
+    events = EventAccumulator(str(run_dir), size_guidance={"scalars": 0, "images": 0})
+    events.Reload()
+    return events
+
+
+def test_tensorboard_files_hold_every_step_every_epoch_and_the_mistakes(
+    tmp_path: Path, mnist
+) -> None:
+    cfg = TrainConfig(
+        model="digitnet_fast",
+        epochs=2,
+        train_samples=1000,
+        val_size=300,
+        batch_size=100,
+        eval_test=False,
+        tensorboard=True,
+        run_dir=str(tmp_path / "run"),
+    )
+    result = train(cfg, data=mnist)
+    assert len(list((tmp_path / "run").glob("events.out.tfevents.*"))) == 1
+    events = _events(tmp_path / "run")
+    tags = events.Tags()
+    # 1000 images in batches of 100: 10 steps per epoch, numbered across the run.
+    for tag in ("step/loss", "step/accuracy", "step/lr"):
+        assert [e.step for e in events.Scalars(tag)] == list(range(1, 21)), tag
+    # OneCycle starts at a tenth of the peak learning rate.
+    assert events.Scalars("step/lr")[0].value == pytest.approx(cfg.peak_lr / 10, rel=1e-5)
+    assert all(0 <= e.value <= 1 for e in events.Scalars("step/accuracy"))
+    for key in ("train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds"):
+        logged = [(e.step, e.value) for e in events.Scalars(f"epoch/{key}")]
+        expected = [(r["epoch"], pytest.approx(r[key], rel=1e-5)) for r in result.history]
+        assert logged == expected, key
+    assert "epoch/test_acc" not in tags["scalars"]  # no test split in this run: not logged
+    images = events.Images("val/misclassified")
+    assert [i.step for i in images] == [1, 2]
+    for image in images:
+        pixels = np.asarray(Image.open(io.BytesIO(image.encoded_image_string)).convert("L"))
+        assert pixels.shape == (image.height, image.width)
+        assert pixels.min() < 64 and pixels.max() > 192  # dark digits on a white page
+
+
+def test_tensorboard_without_the_extra_is_a_one_line_error(
+    tmp_path: Path, mnist_dir: Path, capsys, monkeypatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "tensorboard", None)  # as if it were not installed
+    run = tmp_path / "r"
+    argv = ["train", "--tensorboard", "--epochs", "1", "--train-samples", "100"]
+    assert main([*argv, "--run-dir", str(run), "--data-dir", str(mnist_dir)]) == 2
+    err = capsys.readouterr().err
+    assert err.splitlines() == [
+        "digitlab train: error: --tensorboard needs the tensorboard package: "
+        "pip install 'digitlab[tensorboard]'"
+    ]
+    assert not run.exists()  # nothing started
+
+
+def test_callback_gets_typed_step_and_epoch_events(tmp_path: Path, mnist) -> None:
+    """Every step and every epoch reaches the callback as a typed event, in order."""
+    events: list[TrainEvent] = []
+    result = train(
+        TrainConfig(
+            model="mlp_small",
+            epochs=2,
+            train_samples=500,
+            val_size=100,
+            batch_size=100,
+            eval_test=False,
+            run_dir=str(tmp_path / "r"),
+        ),
+        data=mnist,
+        callback=events.append,
+    )
+    kinds = [type(e).__name__ for e in events]
+    assert kinds == (["StepEvent"] * 5 + ["EpochEvent"]) * 2  # 500 images, batches of 100
+    steps = [e for e in events if isinstance(e, StepEvent)]
+    assert [e.global_step for e in steps] == list(range(1, 11))
+    assert [e.progress for e in steps][-1] == 1.0 and steps[0].progress == 0.1
+    assert all(e.epochs == 2 and e.steps == 5 and e.lr > 0 for e in steps)
+    epochs = [e for e in events if isinstance(e, EpochEvent)]
+    for event, row in zip(epochs, result.history, strict=True):  # the metrics.csv rows
+        assert tuple(event.row()) == METRIC_COLUMNS
+        assert all(event.row()[k] == v for k, v in row.items() if not math.isnan(v))
+    assert epochs[0].improved and epochs[0].has_validation
+
+
+@pytest.mark.parametrize("samples", [128, 400, 512, 640])  # 1, 4, 4 and 5 steps of 128
+def test_tiny_runs_train_whatever_their_step_count(tmp_path: Path, mnist, samples: int) -> None:
+    """A one-epoch run of a handful of steps (a GUI or CLI smoke test) finishes; 4 steps used
+    to crash inside torch's OneCycleLR (division by zero)."""
+    result = train(
+        TrainConfig(
+            model="mlp_small",
+            epochs=1,
+            train_samples=samples,
+            val_size=100,
+            eval_test=False,
+            run_dir=str(tmp_path / "r"),
+        ),
+        data=mnist,
+    )
+    assert [r["epoch"] for r in result.history] == [1] and result.best_path.exists()

@@ -1,4 +1,5 @@
-"""Evaluation: accuracy, loss, per-class precision/recall, confusion matrix and error gallery.
+"""Evaluation: accuracy, loss, per-class precision/recall, confusion matrix and error gallery
+(the figures themselves are :mod:`digitlab.training.plots`).
 
 ``predict_logits`` is the one batched inference loop over uint8 image arrays; training uses it
 for its per-epoch validation and test metrics too.
@@ -116,26 +117,9 @@ def evaluate_model(
 
 def save_confusion_png(report: EvalReport, path: str | Path, title: str = "") -> None:
     """Confusion matrix as a PNG with counts in each cell (log-scaled colours)."""
-    import matplotlib
+    from digitlab.training.plots import confusion_figure, save_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    cm = report.confusion
-    fig, ax = plt.subplots(figsize=(6.5, 5.5), dpi=110)
-    ax.imshow(np.log1p(cm), cmap="Blues")
-    for i in range(NUM_CLASSES):
-        for j in range(NUM_CLASSES):
-            if cm[i, j]:
-                color = "white" if cm[i, j] > cm.max() / 4 else "black"
-                ax.text(j, i, str(cm[i, j]), ha="center", va="center", fontsize=7, color=color)
-    ax.set_xticks(range(NUM_CLASSES))
-    ax.set_yticks(range(NUM_CLASSES))
-    ax.set_xlabel("predicted digit")
-    ax.set_ylabel("true digit")
-    ax.set_title(title or f"{report.split}: accuracy {report.accuracy:.2%} (n={report.n})")
-    fig.tight_layout()
-    _save_fig(fig, path)
+    save_figure(confusion_figure(report, title), path)
 
 
 def save_error_gallery(
@@ -145,37 +129,9 @@ def save_error_gallery(
     path: str | Path,
     max_images: int = 100,
 ) -> int:
-    """A grid of misclassified digits titled "true→predicted (confidence)"; returns how many."""
-    import matplotlib
+    """A PNG grid of misclassified digits titled "true→predicted (confidence)"; returns how many."""
+    from digitlab.training.plots import error_gallery_figure, save_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    wrong = np.flatnonzero(report.predictions != np.asarray(labels))
-    # Most confident mistakes first: those are the interesting ones.
-    conf = report.probabilities[wrong, report.predictions[wrong]]
-    wrong = wrong[np.argsort(-conf)][:max_images]
-    cols = 10
-    rows = max(1, -(-len(wrong) // cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(cols * 1.1, rows * 1.3), dpi=100, squeeze=False)
-    for ax in axes.flat:
-        ax.axis("off")
-    for ax, i in zip(axes.flat, wrong, strict=False):
-        ax.imshow(images[i], cmap="gray_r")
-        p = report.predictions[i]
-        ax.set_title(f"{labels[i]}→{p} ({report.probabilities[i, p]:.0%})", fontsize=8)
-    if not len(wrong):
-        axes[0, 0].text(0, 0.5, "no misclassified images", fontsize=10)
-    fig.suptitle(f"misclassified ({report.split}): true→predicted (confidence)", fontsize=10)
-    fig.tight_layout()
-    _save_fig(fig, path)
-    return len(wrong)
-
-
-def _save_fig(fig, path: str | Path) -> None:
-    import matplotlib.pyplot as plt
-
-    from digitlab.core.io import atomic_write
-
-    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png"))
-    plt.close(fig)
+    fig, shown = error_gallery_figure(report, images, labels, max_images)
+    save_figure(fig, path)
+    return shown

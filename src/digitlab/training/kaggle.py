@@ -105,7 +105,7 @@ def load_competition(
     row of ``test.csv`` is reported before hours of training rather than after. Raises
     :class:`DataError` naming the file, row and column of the first problem.
     """
-    from digitlab.training.data import load_kaggle_csv
+    from digitlab.training.kaggle_csv import load_kaggle_csv
 
     if train_csv is not None:
         train_images, train_labels = load_kaggle_csv(train_csv, labelled=True)
@@ -347,7 +347,7 @@ def make_competition_csvs(
     ``sources.csv`` (``file,row,mnist_set,mnist_index``) names the MNIST image behind every row.
     Each file is written atomically.
     """
-    from digitlab.training.data import write_kaggle_csv
+    from digitlab.training.kaggle_csv import write_kaggle_csv
 
     n_train, n_test = len(mnist.train_images), len(mnist.test_images)
     train_idx, test_idx = competition_split(

@@ -14,7 +14,12 @@ only rank 0 writes the run directory.
 
 A run directory holds ``config.json``, ``metrics.csv`` (a row per epoch), ``best.pt`` (best
 validation accuracy, with a calibrated softmax temperature), ``last.pt``, ``curves.png`` and
-``train.log``.
+``train.log`` (and with ``--tensorboard`` TensorBoard event files, see
+:mod:`digitlab.training.tensorboard_log`).
+
+The loop itself is :class:`Trainer`; :func:`train` sets up the process (device, torchrun, run
+directory, log file) around it. Progress reaches callbacks as typed events
+(:mod:`digitlab.training.events`).
 """
 
 from __future__ import annotations
@@ -31,7 +36,6 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -47,6 +51,13 @@ from digitlab.core.io import atomic_write
 from digitlab.training.augment import AugmentConfig, augment_batch
 from digitlab.training.checkpoint import load_checkpoint, save_checkpoint
 from digitlab.training.evaluate import loss_and_accuracy, predict_logits
+from digitlab.training.events import (
+    METRIC_COLUMNS,
+    EpochEvent,
+    StepEvent,
+    TrainCallback,
+    TrainEvent,
+)
 from digitlab.training.models import count_parameters, create_model, model_config
 
 log = logging.getLogger(__name__)
@@ -61,17 +72,7 @@ DEFAULT_LR = {"adam": 3e-3, "adamw": 3e-3, "sgd": 0.1, "adadelta": 1.0}
 # L2 penalty for adam/sgd; decoupled decay (multiplied by the lr) for adamw, hence larger.
 DEFAULT_WEIGHT_DECAY = {"adam": 0.0, "adamw": 0.01, "sgd": 5e-4, "adadelta": 0.0}
 PER_BATCH_SCHEDULERS = ("onecycle", "cosine")
-METRIC_COLUMNS = (
-    "epoch",
-    "train_loss",
-    "train_acc",
-    "val_loss",
-    "val_acc",
-    "test_loss",
-    "test_acc",
-    "lr",
-    "seconds",
-)
+ONECYCLE_WARMUP = 0.25  # fraction of the run spent warming up to the peak learning rate
 DEFAULT_DIST_TIMEOUT_S = 300  # a dead rank ends the job after this long instead of hanging
 
 
@@ -106,6 +107,7 @@ class TrainConfig:
     data_dir: str | None = None
     resume: str | None = None
     dist_timeout_s: int = DEFAULT_DIST_TIMEOUT_S
+    tensorboard: bool = False  # TensorBoard event files in the run directory (rank 0)
 
     def __post_init__(self) -> None:
         self.betas = tuple(self.betas)  # JSON gives a list back
@@ -216,11 +218,16 @@ def make_scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoch
     total = cfg.epochs * steps_per_epoch
     if cfg.scheduler == "onecycle":
         # 25% warm-up, then cosine decay to peak/1e4: the super-convergence recipe.
+        if ONECYCLE_WARMUP * total <= 1:
+            # No whole warm-up step (torch divides by zero at exactly 4 steps): a run this short
+            # is a smoke test; it keeps the peak learning rate.
+            log.info("onecycle: %d steps are too few for a warm-up; constant learning rate", total)
+            return None
         return torch.optim.lr_scheduler.OneCycleLR(
             opt,
             max_lr=cfg.peak_lr,
             total_steps=total,
-            pct_start=0.25,
+            pct_start=ONECYCLE_WARMUP,
             div_factor=10.0,
             final_div_factor=1000.0,
         )
@@ -387,40 +394,6 @@ def run_train_seconds(run_dir: str | os.PathLike) -> float | None:
         return sum(float(row["seconds"]) for row in csv.DictReader(f))
 
 
-def save_curves_png(path: Path, history: list[dict], title: str = "") -> None:
-    """Loss, accuracy and epoch-time curves of a run, as one PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    ep = [r["epoch"] for r in history]
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6), dpi=100)
-    for key, label in (("train_loss", "train"), ("val_loss", "validation"), ("test_loss", "test")):
-        vals = [r.get(key) for r in history]
-        if any(v is not None and not math.isnan(v) for v in vals):
-            axes[0].plot(ep, vals, marker="o", label=label)
-    axes[0].set(title="loss", xlabel="epoch", yscale="log")
-    for key, label in (("train_acc", "train"), ("val_acc", "validation"), ("test_acc", "test")):
-        vals = [100 * r[key] if r.get(key) is not None else None for r in history]
-        if any(v is not None and not math.isnan(v) for v in vals):
-            axes[1].plot(ep, vals, marker="o", label=label)
-    axes[1].set(title="accuracy (%)", xlabel="epoch")
-    axes[2].bar(ep, [r["seconds"] for r in history])
-    from matplotlib.ticker import MaxNLocator
-
-    for ax in axes:
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    axes[2].set(title="training seconds per epoch", xlabel="epoch")
-    for ax in axes[:2]:
-        ax.legend()
-        ax.grid(alpha=0.3)
-    fig.suptitle(title)
-    fig.tight_layout()
-    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png"))
-    plt.close(fig)
-
-
 class _Progress:
     """tqdm bar on a TTY; otherwise a plain line every quarter epoch."""
 
@@ -455,33 +428,28 @@ class _Progress:
             self.bar.close()
 
 
-def _evaluate_splits(model: nn.Module, s: _Splits, device: torch.device) -> dict[str, float]:
-    row = {}
-    for name, x, y in (("val", s.val_x, s.val_y), ("test", s.test_x, s.test_y)):
-        if len(y):
-            # predict_logits returns CPU logits; compare with CPU labels on any device.
-            loss, acc = loss_and_accuracy(predict_logits(model, x, device=device), y.cpu())
-        else:
-            loss, acc = float("nan"), float("nan")
-        row[f"{name}_loss"], row[f"{name}_acc"] = loss, acc
-    return row
-
-
 def train(
     config: TrainConfig,
     *,
     data: Any = None,
-    callback: Callable[[dict], None] | None = None,
+    callback: TrainCallback | None = None,
     stop_event: threading.Event | None = None,
 ) -> TrainResult:
     """Run (or resume) a training run; returns where its files are and its per-epoch metrics.
 
     ``data`` is an object with ``train_images``/``train_labels``/``test_images``/``test_labels``
-    arrays (default: :func:`digitlab.training.data.load_mnist`). ``callback`` receives step and
-    epoch events (see module docs); ``stop_event`` stops the run cleanly with ``last.pt`` saved.
+    arrays (default: :func:`digitlab.training.data.load_mnist`). ``callback`` receives a
+    :class:`~digitlab.training.events.StepEvent` per optimisation step and an
+    :class:`~digitlab.training.events.EpochEvent` per epoch; ``stop_event`` stops the run
+    cleanly with ``last.pt`` saved. With ``config.tensorboard`` (rank 0 of) the run also writes
+    TensorBoard event files into its run directory.
     """
     info = dist_info()
     cfg, resume_ckpt = _resolve_resume(config)
+    if cfg.tensorboard:  # checked on every rank, so that all of them stop alike
+        from digitlab.training.tensorboard_log import require_tensorboard
+
+        require_tensorboard()  # before anything is written
     device = resolve_device(cfg.device)
     if info.enabled and device.type == "cuda":
         device = torch.device("cuda", info.local_rank)
@@ -493,13 +461,29 @@ def train(
     _init_distributed(info, device, cfg.dist_timeout_s)
 
     run_dir = Path(resume_ckpt["run_dir"]) if resume_ckpt else _new_run_dir(cfg)
-    file_handler = _start_run_dir(run_dir, cfg, info)
+    file_handler = None
     try:
-        return _run(cfg, info, device, run_dir, resume_ckpt, data, callback, stop_event)
+        splits = prepare_splits(cfg, data, device)  # bad data: an error before any file exists
+        file_handler = _start_run_dir(run_dir, cfg, info)
+        trainer = Trainer(
+            cfg,
+            run_dir,
+            splits=splits,
+            device=device,
+            info=info,
+            resume=resume_ckpt,
+            callbacks=[callback] if callback else [],
+        )
+        return trainer.fit(stop_event)
     finally:
         if file_handler is not None:
             logging.getLogger("digitlab").removeHandler(file_handler)
             file_handler.close()
+        if info.enabled:
+            import torch.distributed as dist
+
+            if dist.is_initialized():
+                dist.destroy_process_group()
 
 
 def _resolve_resume(config: TrainConfig) -> tuple[TrainConfig, dict | None]:
@@ -517,7 +501,7 @@ def _resolve_resume(config: TrainConfig) -> tuple[TrainConfig, dict | None]:
     defaults = TrainConfig.__dataclass_fields__
     changed = {
         k: getattr(config, k)
-        for k in ("epochs", "device", "data_dir", "threads")
+        for k in ("epochs", "device", "data_dir", "threads", "tensorboard")
         if getattr(config, k) != defaults[k].default
     }
     merged = {
@@ -546,109 +530,271 @@ def _start_run_dir(run_dir: Path, cfg: TrainConfig, info: DistInfo) -> logging.H
     return handler
 
 
-def _run(cfg, info, device, run_dir, resume_ckpt, data, callback, stop_event) -> TrainResult:
-    splits = prepare_splits(cfg, data, device)
-    torch.manual_seed(cfg.seed)  # model initialisation
-    mcfg = model_config(cfg.model, **cfg.model_config)
-    model = create_model(cfg.model, **mcfg).to(device)
-    if cfg.channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    n_train = len(splits.train_y)
-    shard = n_train // info.world_size  # equal shards: every rank takes the same number of steps
-    steps = math.ceil(shard / cfg.batch_size)
-    opt = make_optimizer(model.parameters(), cfg)
-    sched = make_scheduler(opt, cfg, steps)
-    history: list[dict] = []
-    start_epoch, best_acc, since_best = 1, -1.0, 0
-    if resume_ckpt:
-        model.load_state_dict(resume_ckpt["state_dict"])
-        opt.load_state_dict(resume_ckpt["optimizer_state"])
-        if sched is not None and "scheduler_state" in resume_ckpt:
-            _load_scheduler(sched, resume_ckpt["scheduler_state"], cfg)
-        history = list(resume_ckpt.get("history", []))
-        start_epoch = int(resume_ckpt["epoch"]) + 1
-        best_acc = float(resume_ckpt.get("best_val_acc", -1.0))
-        since_best = int(resume_ckpt.get("since_best", 0))
-        log.info("resuming %s from epoch %d", resume_ckpt["path"], start_epoch - 1)
-    train_model: nn.Module = model
-    if info.enabled:
-        train_model = nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None
+class Trainer:
+    """One training run on this process: model, optimizer, schedule, data and progress.
+
+    :func:`train` builds one and calls :meth:`fit`, which loops :meth:`train_epoch`,
+    :meth:`evaluate` and :meth:`end_epoch` (checkpoints, metrics.csv, curves, events), then
+    :meth:`calibrate`. The images are ``splits`` (else ``data``, else MNIST); ``resume`` is a
+    ``last.pt`` checkpoint dict to continue from. Under torchrun the network is wrapped in
+    DistributedDataParallel and only rank 0 writes files.
+    """
+
+    def __init__(
+        self,
+        cfg: TrainConfig,
+        run_dir: str | os.PathLike,
+        *,
+        data: Any = None,
+        splits: _Splits | None = None,
+        device: torch.device | None = None,
+        info: DistInfo | None = None,
+        resume: dict | None = None,
+        callbacks: list[TrainCallback] | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.info = info or dist_info()
+        self.device = device or resolve_device(cfg.device)
+        self.run_dir = Path(run_dir)
+        self.best_path, self.last_path = self.run_dir / "best.pt", self.run_dir / "last.pt"
+        self.callbacks: list[TrainCallback] = list(callbacks or [])
+        self.splits = splits if splits is not None else prepare_splits(cfg, data, self.device)
+        torch.manual_seed(cfg.seed)  # model initialisation
+        self.model_config = model_config(cfg.model, **cfg.model_config)
+        self.model: nn.Module = create_model(cfg.model, **self.model_config).to(self.device)
+        if cfg.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        # Equal shards: every rank takes the same number of steps.
+        self.shard = len(self.splits.train_y) // self.info.world_size
+        self.steps = math.ceil(self.shard / cfg.batch_size)
+        self.opt = make_optimizer(self.model.parameters(), cfg)
+        self.sched = make_scheduler(self.opt, cfg, self.steps)
+        self.history: list[dict] = []
+        self.epoch = 0  # the last finished epoch
+        self.best_score, self.since_best = -1.0, 0
+        if resume:
+            self._restore(resume)
+        # What is trained: the network itself, DDP-wrapped under torchrun.
+        self.train_model: nn.Module = self.model
+        if self.info.enabled:
+            self.train_model = nn.parallel.DistributedDataParallel(
+                self.model,
+                device_ids=[self.device.index] if self.device.type == "cuda" else None,
+            )
+        self.autocast = make_autocast(self.device, cfg.precision)
+        self.val_logits: torch.Tensor | None = None  # CPU logits of the last evaluate()
+
+    def _restore(self, ckpt: dict) -> None:
+        self.model.load_state_dict(ckpt["state_dict"])
+        self.opt.load_state_dict(ckpt["optimizer_state"])
+        if self.sched is not None and "scheduler_state" in ckpt:
+            _load_scheduler(self.sched, ckpt["scheduler_state"], self.cfg)
+        self.history = list(ckpt.get("history", []))
+        self.epoch = int(ckpt["epoch"])
+        self.best_score = float(ckpt.get("best_val_acc", -1.0))
+        self.since_best = int(ckpt.get("since_best", 0))
+        log.info("resuming %s from epoch %d", ckpt["path"], self.epoch)
+
+    def emit(self, event: TrainEvent) -> None:
+        """Hand ``event`` to every callback."""
+        for callback in self.callbacks:
+            callback(event)
+
+    def describe(self) -> str:
+        """One line: model, device, data sizes, batch and learning rate, run directory."""
+        cfg, info = self.cfg, self.info
+        return (
+            f"training {cfg.model} ({count_parameters(self.model):,} parameters) on "
+            f"{self.device}: {len(self.splits.train_y)} train / {len(self.splits.val_y)} val / "
+            f"{len(self.splits.test_y)} test images from {self.splits.source}; effective batch "
+            f"{cfg.batch_size * info.world_size} ({cfg.batch_size} x {info.world_size} "
+            f"processes), peak lr {cfg.peak_lr:g}; run dir {self.run_dir}"
         )
-    autocast = make_autocast(device, cfg.precision)
-    if info.is_main:
-        log.info(
-            "training %s (%s parameters) on %s: %d train / %d val / %d test images from %s; "
-            "effective batch %d (%d x %d processes), peak lr %g; run dir %s",
-            cfg.model,
-            f"{count_parameters(model):,}",
-            device,
-            n_train,
-            len(splits.val_y),
-            len(splits.test_y),
-            splits.source,
-            cfg.batch_size * info.world_size,
-            cfg.batch_size,
-            info.world_size,
-            cfg.peak_lr,
-            run_dir,
+
+    def train_epoch(self, epoch: int, stop_event: threading.Event | None = None) -> dict | None:
+        """One pass over this rank's shard; returns train loss/acc, or None if stopped."""
+        cfg, s, info, device = self.cfg, self.splits, self.info, self.device
+        gen = epoch_generator(cfg.seed, epoch, device)  # shuffling: identical on every rank
+        aug_gen = epoch_generator(cfg.seed + 7919 * info.rank, epoch, device)  # per rank
+        torch.manual_seed(cfg.seed * 1_000_003 + epoch + 7919 * info.rank)  # dropout
+        perm = torch.randperm(len(s.train_y), generator=gen, device=device)
+        mine = perm[info.rank * self.shard : (info.rank + 1) * self.shard]  # disjoint shards
+        aug = augment_config(cfg)
+        self.train_model.train()
+        progress = _Progress(info.is_main, epoch, cfg.epochs, self.steps)
+        watched = bool(self.callbacks) or progress.enabled
+        loss_sum = torch.zeros((), device=device)
+        correct = torch.zeros((), device=device, dtype=torch.long)
+        seen = 0
+        try:
+            for step in range(1, self.steps + 1):
+                idx = mine[(step - 1) * cfg.batch_size : step * cfg.batch_size]
+                x = s.train_x[idx].float().div_(255)
+                if cfg.augment:
+                    x = augment_batch(x, aug, aug_gen)
+                if cfg.channels_last:
+                    x = x.contiguous(memory_format=torch.channels_last)
+                y = s.train_y[idx]
+                lr = self.opt.param_groups[0]["lr"]
+                loss, logits = train_step(
+                    self.train_model,
+                    self.opt,
+                    x,
+                    y,
+                    label_smoothing=cfg.label_smoothing,
+                    autocast=self.autocast,
+                )
+                if self.sched is not None and cfg.scheduler in PER_BATCH_SCHEDULERS:
+                    self.sched.step()
+                hits = (logits.argmax(1) == y).sum()
+                loss_sum += loss * len(y)
+                correct += hits
+                seen += len(y)
+                if watched:
+                    # .item() syncs the device; only pay for it when someone is watching.
+                    lval, aval = loss.item(), hits.item() / len(y)
+                    progress.update(step, lval, aval)
+                    self.emit(StepEvent(epoch, cfg.epochs, step, self.steps, lval, aval, lr))
+                if stop_event is not None and stop_event.is_set() and step < self.steps:
+                    return None
+        except KeyboardInterrupt:
+            return None
+        finally:
+            progress.close()
+        total_loss, total_correct, total_seen = _all_reduce_sum(
+            [loss_sum.item(), float(correct.item()), float(seen)], info, device
         )
-    loop = _Loop(train_model, opt, sched, splits, cfg, mcfg, steps, shard, info, device, autocast)
-    best_path, last_path = run_dir / "best.pt", run_dir / "last.pt"
-    interrupted = False
-    epoch = start_epoch - 1
-    for epoch in range(start_epoch, cfg.epochs + 1):
-        t0 = time.perf_counter()
-        stats = _train_epoch(loop, epoch, callback, stop_event)
-        seconds = time.perf_counter() - t0
-        if stats is None:  # stopped mid-epoch
-            interrupted = True
-            epoch -= 1
-            break
+        return {"train_loss": total_loss / total_seen, "train_acc": total_correct / total_seen}
+
+    def evaluate(self) -> dict[str, float]:
+        """Validation and test loss/accuracy (NaN for an absent split); keeps the validation
+        logits in :attr:`val_logits`."""
+        row = {}
+        s, device = self.splits, self.device
+        self.val_logits = None
+        for name, x, y in (("val", s.val_x, s.val_y), ("test", s.test_x, s.test_y)):
+            if len(y):
+                # predict_logits returns CPU logits; compare with CPU labels on any device.
+                logits = predict_logits(self.model, x, device=device)
+                loss, acc = loss_and_accuracy(logits, y.cpu())
+                if name == "val":
+                    self.val_logits = logits
+            else:
+                loss, acc = float("nan"), float("nan")
+            row[f"{name}_loss"], row[f"{name}_acc"] = loss, acc
+        return row
+
+    def save(
+        self, path: Path, epoch: int, row: dict, extra: dict, *, with_optimizer: bool = False
+    ) -> None:
+        """Write a checkpoint of the network (with the optimizer and schedule for resuming)."""
+        save_checkpoint(
+            path,
+            model_name=self.cfg.model,
+            model_config=self.model_config,
+            model=self.model,
+            epoch=epoch,
+            metrics=row,
+            train_config=self.cfg.to_dict(),
+            optimizer=self.opt if with_optimizer else None,
+            scheduler=self.sched if with_optimizer else None,
+            extra=extra,
+        )
+
+    def end_epoch(self, epoch: int, train_stats: dict, seconds: float) -> EpochEvent:
+        """Evaluate a finished epoch, step per-epoch schedules, keep the best, write the run
+        directory (rank 0) and report the epoch to the callbacks."""
+        cfg = self.cfg
         row = {
             "epoch": epoch,
-            **stats,
-            **_evaluate_splits(model, splits, device),
-            "lr": opt.param_groups[0]["lr"],
+            **train_stats,
+            **self.evaluate(),
+            "lr": self.opt.param_groups[0]["lr"],
             "seconds": seconds,
         }
-        history.append(row)
-        if sched is not None and cfg.scheduler == "step":
-            sched.step()
-        elif sched is not None and cfg.scheduler == "plateau":
-            sched.step(row["val_acc"] if not math.isnan(row["val_acc"]) else row["train_acc"])
+        self.history.append(row)
+        self.epoch = epoch
+        if self.sched is not None and cfg.scheduler == "step":
+            self.sched.step()
+        elif self.sched is not None and cfg.scheduler == "plateau":
+            self.sched.step(selection_score(row))
         score = selection_score(row)
-        improved = score > best_acc
-        best_acc, since_best = (score, 0) if improved else (best_acc, since_best + 1)
-        if info.is_main:
+        improved = score > self.best_score
+        if improved:
+            self.best_score, self.since_best = score, 0
+        else:
+            self.since_best += 1
+        if self.info.is_main:
             _log_epoch(row, cfg.epochs)
-            extra = {"history": history, "best_val_acc": best_acc, "since_best": since_best}
+            extra = {
+                "history": self.history,
+                "best_val_acc": self.best_score,
+                "since_best": self.since_best,
+            }
             if improved:
-                _save(best_path, loop, epoch, row, extra)
-            _save(last_path, loop, epoch, row, extra, with_optimizer=True)
-            _write_metrics_csv(run_dir / "metrics.csv", history)
-            save_curves_png(run_dir / "curves.png", history, f"{cfg.model} — {run_dir.name}")
-        if callback:
-            callback({"kind": "epoch", **row})
-        if cfg.early_stopping and since_best >= cfg.early_stopping:
-            log.info("early stopping: no better validation accuracy for %d epochs", since_best)
-            break
-        if stop_event is not None and stop_event.is_set():
-            interrupted = True
-            break
-    if info.is_main:
-        if interrupted and not last_path.exists():
-            # Stopped inside the first epoch: keep what we have, marked as epoch 0.
-            _save(last_path, loop, 0, {}, {"history": [], "partial": True}, with_optimizer=True)
-        if history and not interrupted and best_path.exists():
-            _calibrate(best_path, splits, device)
-        log.info("run directory: %s%s", run_dir, " (stopped early)" if interrupted else "")
-    if info.enabled:
-        import torch.distributed as dist
+                self.save(self.best_path, epoch, row, extra)
+            self.save(self.last_path, epoch, row, extra, with_optimizer=True)
+            _write_metrics_csv(self.run_dir / "metrics.csv", self.history)
+            from digitlab.training.plots import curves_figure, save_figure
 
-        dist.barrier()
-        dist.destroy_process_group()
-    return TrainResult(run_dir, best_path, last_path, history, interrupted)
+            title = f"{cfg.model} — {self.run_dir.name}"
+            save_figure(curves_figure(self.history, title), self.run_dir / "curves.png")
+        event = EpochEvent.from_row(row, epochs=cfg.epochs, improved=improved)
+        self.emit(event)
+        return event
+
+    def calibrate(self) -> None:
+        """Fit and store best.pt's softmax temperature on the validation split."""
+        _calibrate(self.best_path, self.splits, self.device)
+
+    def fit(self, stop_event: threading.Event | None = None) -> TrainResult:
+        """Train the remaining epochs (early stopping, stop_event and Ctrl-C end it sooner);
+        calibrate best.pt when the run completes."""
+        cfg, info = self.cfg, self.info
+        if info.is_main:
+            log.info("%s", self.describe())
+        board = None
+        if cfg.tensorboard and info.is_main:
+            from digitlab.training.tensorboard_log import TensorBoardLog
+
+            board = TensorBoardLog(self)
+            self.callbacks.append(board)
+        interrupted = False
+        try:
+            for epoch in range(self.epoch + 1, cfg.epochs + 1):
+                t0 = time.perf_counter()
+                stats = self.train_epoch(epoch, stop_event)
+                if stats is None:  # stopped mid-epoch
+                    interrupted = True
+                    break
+                self.end_epoch(epoch, stats, time.perf_counter() - t0)
+                if cfg.early_stopping and self.since_best >= cfg.early_stopping:
+                    log.info(
+                        "early stopping: no better validation accuracy for %d epochs",
+                        self.since_best,
+                    )
+                    break
+                if stop_event is not None and stop_event.is_set():
+                    interrupted = True
+                    break
+        finally:
+            if board is not None:
+                board.close()
+                self.callbacks.remove(board)
+        if info.is_main:
+            if interrupted and not self.last_path.exists():
+                # Stopped inside the first epoch: keep what we have, marked as epoch 0.
+                partial = {"history": [], "partial": True}
+                self.save(self.last_path, 0, {}, partial, with_optimizer=True)
+            if self.history and not interrupted and self.best_path.exists():
+                self.calibrate()
+            if interrupted:
+                log.info("stopped after epoch %d; last.pt kept for --resume", self.epoch)
+        if info.enabled:
+            import torch.distributed as dist
+
+            dist.barrier()
+        return TrainResult(self.run_dir, self.best_path, self.last_path, self.history, interrupted)
 
 
 def _load_scheduler(sched: Any, state: dict, cfg: TrainConfig) -> None:
@@ -686,93 +832,6 @@ def make_autocast(device: torch.device, precision: str = "auto"):
     return torch.autocast(device.type, dtype=torch.bfloat16)
 
 
-@dataclass
-class _Loop:
-    """What every epoch of a run needs, built once by ``_run``."""
-
-    model: nn.Module  # what is trained: the network, DDP-wrapped under torchrun
-    opt: torch.optim.Optimizer
-    sched: Any
-    splits: _Splits
-    cfg: TrainConfig
-    mcfg: dict  # the model's full constructor config (stored in checkpoints)
-    steps: int  # optimizer steps per epoch on this rank
-    shard: int  # training images per epoch on this rank
-    info: DistInfo
-    device: torch.device
-    autocast: Any
-
-
-def _train_epoch(
-    loop: _Loop,
-    epoch: int,
-    callback: Callable[[dict], None] | None,
-    stop_event: threading.Event | None,
-) -> dict | None:
-    """One pass over this rank's shard; returns train loss/acc, or None if stopped."""
-    model, opt, sched, s, cfg = loop.model, loop.opt, loop.sched, loop.splits, loop.cfg
-    steps, shard, info, device, autocast = (
-        loop.steps,
-        loop.shard,
-        loop.info,
-        loop.device,
-        loop.autocast,
-    )
-    gen = epoch_generator(cfg.seed, epoch, device)  # shuffling: identical on every rank
-    aug_gen = epoch_generator(cfg.seed + 7919 * info.rank, epoch, device)  # augmentation: per rank
-    torch.manual_seed(cfg.seed * 1_000_003 + epoch + 7919 * info.rank)  # dropout
-    perm = torch.randperm(len(s.train_y), generator=gen, device=device)
-    mine = perm[info.rank * shard : (info.rank + 1) * shard]  # disjoint shard per rank
-    aug = augment_config(cfg)
-    model.train()
-    progress = _Progress(info.is_main, epoch, cfg.epochs, steps)
-    loss_sum = torch.zeros((), device=device)
-    correct = torch.zeros((), device=device, dtype=torch.long)
-    seen = 0
-    try:
-        for step in range(1, steps + 1):
-            idx = mine[(step - 1) * cfg.batch_size : step * cfg.batch_size]
-            x = s.train_x[idx].float().div_(255)
-            if cfg.augment:
-                x = augment_batch(x, aug, aug_gen)
-            if cfg.channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
-            y = s.train_y[idx]
-            loss, logits = train_step(
-                model, opt, x, y, label_smoothing=cfg.label_smoothing, autocast=autocast
-            )
-            if sched is not None and cfg.scheduler in PER_BATCH_SCHEDULERS:
-                sched.step()
-            loss_sum += loss * len(y)
-            correct += (logits.argmax(1) == y).sum()
-            seen += len(y)
-            if callback or progress.enabled:
-                # .item() syncs the device; only pay for it when someone is watching.
-                lval, aval = loss.item(), (logits.argmax(1) == y).float().mean().item()
-                progress.update(step, lval, aval)
-                if callback:
-                    callback(
-                        {
-                            "kind": "step",
-                            "epoch": epoch,
-                            "step": step,
-                            "steps": steps,
-                            "loss": lval,
-                            "acc": aval,
-                        }
-                    )
-            if stop_event is not None and stop_event.is_set() and step < steps:
-                return None
-    except KeyboardInterrupt:
-        return None
-    finally:
-        progress.close()
-    total_loss, total_correct, total_seen = _all_reduce_sum(
-        [loss_sum.item(), float(correct.item()), float(seen)], info, device
-    )
-    return {"train_loss": total_loss / total_seen, "train_acc": total_correct / total_seen}
-
-
 def _log_epoch(row: dict, epochs: int) -> None:
     log.info(
         "epoch %d/%d  train loss %.4f acc %.2f%%  val loss %.4f acc %.2f%%  "
@@ -786,23 +845,6 @@ def _log_epoch(row: dict, epochs: int) -> None:
         100 * row["test_acc"],
         row["lr"],
         row["seconds"],
-    )
-
-
-def _save(
-    path: Path, loop: _Loop, epoch: int, row: dict, extra: dict, with_optimizer: bool = False
-) -> None:
-    save_checkpoint(
-        path,
-        model_name=loop.cfg.model,
-        model_config=loop.mcfg,
-        model=loop.model,  # save_checkpoint unwraps DDP's .module
-        epoch=epoch,
-        metrics=row,
-        train_config=loop.cfg.to_dict(),
-        optimizer=loop.opt if with_optimizer else None,
-        scheduler=loop.sched if with_optimizer else None,
-        extra=extra,
     )
 
 

@@ -14,6 +14,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         "TrainConfig default (see README); with --resume the run's stored options are used.",
     )
     add_train_options(p)
+    p.add_argument(
+        "--tensorboard",
+        action="store_true",
+        default=None,
+        help="also write TensorBoard event files (scalars per step and epoch, misclassified "
+        "validation digits per epoch) into the run directory; needs digitlab[tensorboard]",
+    )
     p.set_defaults(func=run)
 
 
@@ -96,9 +103,11 @@ def config_from_args(args: argparse.Namespace, **forced):
 
 
 def run(args: argparse.Namespace) -> int:
-    from digitlab.training.trainer import train
+    from digitlab.training.trainer import dist_info, train
 
     result = train(config_from_args(args))
+    if not dist_info().is_main:
+        return 130 if result.interrupted else 0  # under torchrun rank 0 speaks for the job
     best = result.best
     if result.interrupted:
         print(f"stopped; resume with: digitlab train --resume {result.last_path}")

@@ -15,6 +15,7 @@ import os
 import threading
 import time
 import tkinter as tk
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from tkinter import filedialog, ttk
@@ -27,6 +28,7 @@ from digitlab.core.errors import DigitlabError
 
 if TYPE_CHECKING:
     from digitlab.apps.gui.app import DigitlabApp
+    from digitlab.training.events import EpochEvent, StepEvent
 
 log = logging.getLogger(__name__)
 
@@ -59,24 +61,25 @@ def _parse_optional_int(text: str, name: str, minimum: int) -> int | None:
 def run_training(post: Post, config: Any, download: bool, stop_event: threading.Event) -> None:
     """Body of the training thread: loads MNIST, trains, and reports through ``post``.
 
-    Messages: ``("step", event)`` (at most every UI_INTERVAL_S, with an ``ema`` accuracy),
-    ``("epoch", row)``, then ``("finished", TrainResult)`` or ``("failed", exception)``. It
-    never touches Tk (see worker.py).
+    Messages: ``("step", StepProgress)`` (at most every UI_INTERVAL_S, with an ``ema``
+    accuracy), ``("epoch", EpochEvent)``, then ``("finished", TrainResult)`` or
+    ``("failed", exception)``. It never touches Tk (see worker.py).
     """
+    from digitlab.training.events import EpochEvent
+
     last_post = 0.0
     ema: float | None = None
 
-    def callback(event: dict) -> None:
+    def callback(event: StepEvent | EpochEvent) -> None:
         nonlocal last_post, ema
-        if event["kind"] != "step":
-            post(("epoch", dict(event)))
+        if isinstance(event, EpochEvent):
+            post(("epoch", event))
             return
-        acc = event["acc"]
-        ema = acc if ema is None else EMA_DECAY * ema + (1 - EMA_DECAY) * acc
+        ema = event.acc if ema is None else EMA_DECAY * ema + (1 - EMA_DECAY) * event.acc
         now = time.monotonic()
-        if now - last_post >= UI_INTERVAL_S or event["step"] == event["steps"]:
+        if now - last_post >= UI_INTERVAL_S or event.step == event.steps:
             last_post = now
-            post(("step", {**event, "ema": ema}))
+            post(("step", StepProgress(event, ema)))
 
     try:
         from digitlab.training.data import load_mnist
@@ -89,6 +92,14 @@ def run_training(post: Post, config: Any, download: bool, stop_event: threading.
         post(("failed", exc))
     else:
         post(("finished", result))
+
+
+@dataclass(frozen=True)
+class StepProgress:
+    """A step event as the dialog shows it: with the smoothed batch accuracy."""
+
+    event: StepEvent
+    ema: float  # exponential moving average of the batch accuracy (EMA_DECAY)
 
 
 class TrainDialog(tk.Toplevel):
@@ -107,7 +118,6 @@ class TrainDialog(tk.Toplevel):
         self.thread: threading.Thread | None = None
         self.result: Any = None
         self.error: str | None = None
-        self._epochs = 0
         self._alive = True
 
         self.model_var = tk.StringVar(self)
@@ -229,7 +239,6 @@ class TrainDialog(tk.Toplevel):
             self.error_var.set(str(exc))
             return
         self.result, self.error = None, None
-        self._epochs = config.epochs
         self.stop_event = threading.Event()
         self.progress_var.set(0.0)
         self.curve.reset(config.epochs)
@@ -255,27 +264,29 @@ class TrainDialog(tk.Toplevel):
         handlers[kind](payload)
 
     # -- events from the training thread (run on the Tk thread) --------------------------------
-    def _on_step(self, event: dict) -> None:
+    def _on_step(self, progress: StepProgress) -> None:
         if not self._alive:
             return
-        epoch, step, steps = event["epoch"], event["step"], event["steps"]
-        done = (epoch - 1 + step / steps) / self._epochs
-        self.progress_var.set(done)
+        event = progress.event
+        self.progress_var.set(event.progress)
         self.message_var.set(
-            f"Epoch {epoch}/{self._epochs} · step {step}/{steps} · loss {event['loss']:.3f} · "
-            f"batch accuracy {event['acc'] * 100:.1f}%"
+            f"Epoch {event.epoch}/{event.epochs} · step {event.step}/{event.steps} · "
+            f"loss {event.loss:.3f} · batch accuracy {event.acc * 100:.1f}%"
         )
-        self.curve.add_point("train (batches)", epoch - 1 + step / steps, event["ema"])
+        self.curve.add_point(
+            "train (batches)", event.epoch - 1 + event.step / event.steps, progress.ema
+        )
 
-    def _on_epoch(self, row: dict) -> None:
+    def _on_epoch(self, event: EpochEvent) -> None:
         if not self._alive:
             return
-        epoch = row["epoch"]
-        self.progress_var.set(epoch / self._epochs)
-        val = row.get("val_acc")
-        if val is not None and val == val:  # NaN when there is no validation split
-            self.curve.add_point("validation", epoch, val, markers=True)
-            self.message_var.set(f"Epoch {epoch}/{self._epochs} done · validation {val * 100:.2f}%")
+        self.progress_var.set(event.epoch / event.epochs)
+        if event.has_validation:
+            val = event.val_acc
+            self.curve.add_point("validation", event.epoch, val, markers=True)
+            self.message_var.set(
+                f"Epoch {event.epoch}/{event.epochs} done · validation {val * 100:.2f}%"
+            )
 
     def _on_failed(self, exc: BaseException) -> None:
         self.error = describe_error(exc)
