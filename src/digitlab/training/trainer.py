@@ -867,8 +867,11 @@ def _calibrate(best_path: Path, s: _Splits, device: torch.device) -> None:
     ckpt.pop("path", None)
     atomic_write(best_path, lambda tmp: torch.save(ckpt, tmp))
     log.info(
-        "calibrated best.pt: temperature %.3f, validation ECE %.4f -> %.4f",
+        "calibrated best.pt: temperature %.3f%s, validation NLL %.4f -> %.4f, ECE %.4f -> %.4f",
         record["temperature"],
+        "" if record["temperature_kept"] else " (the fitted one did not lower the NLL)",
+        record["val_nll_before"],
+        record["val_nll_after"],
         record["val_ece_before"],
         record["val_ece_after"],
     )
