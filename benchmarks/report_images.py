@@ -318,7 +318,7 @@ def _light_field(h: int, w: int, rng: np.random.Generator) -> tuple[np.ndarray, 
         )
         soft = rng.uniform(0.01, 0.15)
         depth = rng.uniform(0.15, 0.45)
-        field *= 1.0 - depth / (1.0 + np.exp(-d / soft))
+        field *= 1.0 - depth / (1.0 + np.exp(np.clip(-d / soft, -60.0, 60.0)))
         what.append("shadow")
     if rng.random() < 0.6:
         r2 = (xx - 0.5) ** 2 + (yy - 0.5) ** 2
@@ -444,8 +444,11 @@ def _page_size(rng: np.random.Generator, phone: bool) -> tuple[int, int]:
     return int(W * rng.uniform(0.7, 1.4)), W
 
 
-def _photo_digit(digit: np.ndarray, label: int, rng: np.random.Generator, notebook: bool) -> Sample:
-    phone = rng.random() < 0.3
+def _photo_digit(
+    digit: np.ndarray, label: int, rng: np.random.Generator, notebook: bool, phone: bool | None
+) -> Sample:
+    drawn = rng.random() < 0.3  # 30% at phone resolution (drawn even when forced: same stream)
+    phone = drawn if phone is None else phone
     H, W = _page_size(rng, phone)
     frac = rng.uniform(0.06, 0.25) if phone else rng.uniform(0.15, 0.6)
     height = max(16, int(frac * H))
@@ -475,14 +478,18 @@ def _photo_digit(digit: np.ndarray, label: int, rng: np.random.Generator, notebo
     return Sample(im, label, kind, meta=meta)
 
 
-def gen_photo(digit: np.ndarray, label: int, rng: np.random.Generator) -> Sample:
+def gen_photo(
+    digit: np.ndarray, label: int, rng: np.random.Generator, *, phone: bool | None = None
+) -> Sample:
     """A phone photo of a pen digit on plain (maybe tinted) paper."""
-    return _photo_digit(digit, label, rng, notebook=False)
+    return _photo_digit(digit, label, rng, notebook=False, phone=phone)
 
 
-def gen_notebook(digit: np.ndarray, label: int, rng: np.random.Generator) -> Sample:
+def gen_notebook(
+    digit: np.ndarray, label: int, rng: np.random.Generator, *, phone: bool | None = None
+) -> Sample:
     """A phone photo of a pen digit on ruled or squared notebook paper."""
-    return _photo_digit(digit, label, rng, notebook=True)
+    return _photo_digit(digit, label, rng, notebook=True, phone=phone)
 
 
 LINE_COLOURS = {
@@ -948,7 +955,7 @@ NO_DIGIT_KINDS = (
 )
 
 
-def gen_no_digit(kind: str, rng: np.random.Generator) -> Sample:
+def gen_no_digit(kind: str, rng: np.random.Generator, *, phone: bool | None = None) -> Sample:
     """An image with no digit in it."""
     H, W = int(rng.integers(28, 600)), int(rng.integers(28, 600))
     if kind == "blank white":
@@ -963,7 +970,8 @@ def gen_no_digit(kind: str, rng: np.random.Generator) -> Sample:
     elif kind == "uniform noise":
         im = Image.fromarray(rng.integers(0, 256, (H, W), dtype=np.uint8), "L")
     else:
-        phone = rng.random() < 0.3
+        drawn = rng.random() < 0.3
+        phone = drawn if phone is None else phone
         H, W = _page_size(rng, phone)
         _, paper = _colour(PAPERS, rng)
         page = np.broadcast_to(paper, (H, W, 3)).copy()

@@ -1,7 +1,11 @@
 """Accuracy of the recogniser on every kind of image users hand it, calibration, preprocessing time.
 
-For one model (``--model``: a checkpoint, an ``.onnx`` file, or the bundled model) it measures,
-on images made from real MNIST *test* digits (``digitlab.synth``):
+Two suites, for one model (``--model``: a checkpoint, an ``.onnx`` file, or the bundled model):
+
+**tune** (``--suite tune``): images from ``digitlab.synth`` -- the generators the engine's
+constants were chosen on -- drawn from the 5,000 MNIST *validation* digits (the split carved
+from the training set, ``split_indices(60000, 5000)``), since developers look at these while
+tuning. Recognised with ``predict_batch``:
 
 * canvas drawings (280x280): small, large, off-centre, thick pen, 1-2 px pen, dark on light,
   RGBA canvas export -- target >= 99% together;
@@ -12,17 +16,31 @@ on images made from real MNIST *test* digits (``digitlab.synth``):
 * multi-digit numbers (2-7 digits, 5% of neighbours written touching) -- target >= 95% read
   exactly; and cramped numbers (every neighbour touching), reported without a target;
 * the UCI 8x8 handwritten digits from scikit-learn (not MNIST at all) -- target >= 95%;
-* scribbles and letters: the share flagged ``uncertain`` (should be most);
+* scribbles and letters: the share flagged ``uncertain`` (should be most).
+
+**report** (``--suite report``): ``benchmarks/report_images.py``, generators written
+independently of the engine, on MNIST *test* digits, the UCI digits and stroke templates, one
+image at a time through ``rec.predict`` / ``rec.read_number`` (see that module for the
+categories). Targets: photos of ink on paper >= 99%, notebook-paper photos >= 97%, UCI enlarged
+by any filter >= 97%, RGBA canvas (thin pen, rotated) >= 99.5%, numbers read exactly: uploads
+>= 98%, canvas numbers with strokes >= 99%, numbers with two-stroke 4/5/7 >= 98%; "no digit" on
+blank / uniform / noise / empty paper >= 99.5%; false "no digit" on real digits <= 0.3% in
+every category. Where a report category has a tune counterpart the table shows the gap (tune
+minus report accuracy): a large gap means the constants fit synth's images, not users'.
+
+Both suites (``--suite both``, the default) are followed by:
+
 * calibration: expected calibration error (ECE, 15 bins) on the 10,000 MNIST test digits at
   temperature 1, at the checkpoint's temperature, and at a temperature fitted here on the
   validation split (the checkpoint's, else the first 5,000 of ``split_indices(60000, 5000)``);
 * preprocessing time of a 280x280 canvas (target < 2 ms), single-threaded, median and p95.
 
 Prints a table and writes ``benchmarks/results/robustness.json`` and ``robustness.md``.
-``--limit N`` caps every sample at N images (for a quick check).
+``--limit N`` caps every sample at N images (for a quick check); ``--failures DIR`` saves up to
+25 misread report images per category, ``--samples DIR`` a contact sheet per category.
 
-    python benchmarks/robustness.py                 # full size
-    python benchmarks/robustness.py --limit 50      # smoke run
+    python benchmarks/robustness.py                           # both suites, full size
+    python benchmarks/robustness.py --suite report --limit 50 # smoke run of the report suite
 """
 
 from __future__ import annotations
