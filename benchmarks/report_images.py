@@ -1016,6 +1016,9 @@ def contact_sheet(samples: list[Sample], path, cell: int = 200, columns: int = 6
             checker.paste(im, (0, 0), im)
             im = checker
         im = im.convert("RGB")
+        k = (cell - 4) // max(im.size)
+        if k >= 2:  # small images (UCI at 16 px, ...) enlarged so their pixels can be seen
+            im = im.resize((im.size[0] * k, im.size[1] * k), Image.NEAREST)
         im.thumbnail((cell - 4, cell - 4), Image.LANCZOS)
         x, y = (i % columns) * cell, (i // columns) * (cell + 16)
         sheet.paste(im, (x + 2, y + 2))
