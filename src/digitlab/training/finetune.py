@@ -11,7 +11,7 @@ Honest numbers:
   together) is never trained on; accuracy on it is reported before and after;
 * MNIST validation (the base model's own split: ``val_size``/``split_seed`` from its
   ``train_config``) is measured before and after, and decides: a model that loses more than
-  ``max_mnist_drop`` (0.1 points) there is refused -- :class:`FinetuneRefused`, nothing
+  ``max_mnist_drop`` (0.1 points) there is refused -- :class:`FinetuneRefusedError`, nothing
   written. The test set is only reported.
 
 BatchNorm statistics stay frozen (the running means are MNIST's; a few hundred corrections
@@ -56,7 +56,7 @@ MIN_FOR_HOLDOUT = 10
 ProgressFn = Callable[[float, str], None]
 
 
-class FinetuneRefused(DigitlabError):
+class FinetuneRefusedError(DigitlabError):
     """The fine-tuned model forgot too much MNIST; nothing was written."""
 
     def __init__(self, message: str, report: FinetuneReport) -> None:
@@ -184,7 +184,7 @@ def corrections_to_arrays(store: Any) -> tuple[np.ndarray, np.ndarray, np.ndarra
 def split_holdout(groups: np.ndarray, share: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Indices (train, holdout): a seeded ``share`` of the distinct groups is held out."""
     unique = np.unique(groups)
-    n_hold = int(round(share * len(unique))) if len(unique) >= MIN_FOR_HOLDOUT else 0
+    n_hold = round(share * len(unique)) if len(unique) >= MIN_FOR_HOLDOUT else 0
     held = set(np.random.default_rng(seed).permutation(unique)[:n_hold].tolist())
     mask = np.array([g in held for g in groups], dtype=bool)
     return np.flatnonzero(~mask), np.flatnonzero(mask)
@@ -234,7 +234,7 @@ def finetune(
 
     ``data``: MNIST arrays (loaded from ``config.data_dir`` when None). ``progress(f, msg)``
     is called with f in [0, 1]. Returns the report (``run_dir``/``checkpoint`` set when
-    written); raises :class:`FinetuneRefused` when MNIST validation drops too much.
+    written); raises :class:`FinetuneRefusedError` when MNIST validation drops too much.
     """
     cfg = config or FinetuneConfig()
     cfg.validate()
@@ -277,8 +277,9 @@ def finetune(
 
     say(0.2, f"fine-tuning on {len(tr)} digits with MNIST replay")
     t0 = time.perf_counter()
-    _train(model, images[tr], labels[tr], data.train_images[train_idx],
-           data.train_labels[train_idx], cfg, lambda f: say(0.2 + 0.6 * f, "fine-tuning"))  # fmt: skip
+    replay_x, replay_y = data.train_images[train_idx], data.train_labels[train_idx]
+    _train(model, images[tr], labels[tr], replay_x, replay_y, cfg,
+           lambda f: say(0.2 + 0.6 * f, "fine-tuning"))  # fmt: skip
     report.train_seconds = time.perf_counter() - t0
 
     say(0.8, "measuring the model after")
@@ -297,7 +298,7 @@ def finetune(
             f"({report.mnist_val_before:.2%} -> {report.mnist_val_after:.2%}), more than the "
             f"{cfg.max_mnist_drop * 100:.2f} allowed; nothing was written"
         )
-        raise FinetuneRefused(report.message, report)
+        raise FinetuneRefusedError(report.message, report)
     report.accepted = True
     report.message = "accepted"
     if write:
