@@ -37,6 +37,15 @@ def build_app(recognizer, settings: FeedbackSettings):
     app.state.feedback = FeedbackContext.open(
         settings, lambda: holder["rec"], lambda r: holder.__setitem__("rec", r)
     )
+    probe = np.zeros((28, 28), np.uint8)
+    probe[4:24, 13:16] = 255  # a "1"
+
+    @app.get("/probe")
+    def which_model() -> dict:
+        """What a prediction route does: take the current model once, run it."""
+        rec = app.state.feedback.get_recognizer()
+        return {"digit": rec.predict(probe).digit, "source": rec.info.source}
+
     return app
 
 
@@ -327,3 +336,47 @@ def test_openapi_documents_the_feedback_routes(served):
     assert (
         "/api/feedback/stats" in spec["paths"] and "/api/feedback/{correction_id}" in spec["paths"]
     )
+
+
+@pytest.mark.slow  # a real fine-tune with MNIST validation before and after: ~1-3 min here
+def test_improve_switches_models_without_failing_a_request(
+    recognizer, tmp_path, monkeypatch, mnist, mnist_dir
+):
+    monkeypatch.setenv("DIGITLAB_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("DIGITLAB_DATA", str(mnist_dir))
+    app = build_app(recognizer, FeedbackSettings(db=str(tmp_path / "fb.sqlite3")))
+    app.state.feedback.extra["finetune"] = {"steps": 10, "eval_test": False}
+    with Server(app) as url:
+        for i in range(12):
+            r = httpx.post(
+                f"{url}/api/feedback",
+                files={"file": ("d.png", digit_png(mnist.test_images[i], scale=4))},
+                data={"label": str(mnist.test_labels[i])},
+            )
+            assert r.status_code == 201
+        started = httpx.post(f"{url}/api/feedback/improve")
+        assert started.status_code == 202, started.text
+        assert started.json()["state"] == "running" and started.json()["corrections"] == 12
+        assert httpx.post(f"{url}/api/feedback/improve").status_code == 409
+        sources, statuses = [], []
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            probe = httpx.get(f"{url}/probe", timeout=60)
+            assert probe.status_code == 200  # no request fails during the switch
+            sources.append(probe.json()["source"])
+            status = httpx.get(f"{url}/api/feedback/improve").json()
+            statuses.append(status["state"])
+            if status["state"] != "running":
+                break
+        assert status["state"] == "done", status
+        assert status["result"]["accepted"] and 0 <= status["progress"] <= 1
+        assert sources[0].endswith("default.pt")
+        assert httpx.get(f"{url}/probe").json()["source"].endswith("personal.pt")
+        r = httpx.post(
+            f"{url}/api/feedback",
+            files={"file": ("d.png", digit_png(mnist.test_images[20], scale=4))},
+            data={"label": str(mnist.test_labels[20])},
+        )
+        assert r.json()["model_id"] == "digitnet:personal.pt"
+    assert (tmp_path / "home" / "personal.pt").exists()
+    app.state.feedback.close()

@@ -290,6 +290,7 @@ def finetune(
     if cfg.eval_test:
         report.mnist_test_after = _accuracy(model, data.test_images, data.test_labels)
     report.total_seconds = time.perf_counter() - started
+    report.model = model  # not a field (not in to_dict): for callers that measure it further
 
     drop = report.mnist_val_before - report.mnist_val_after
     if drop > cfg.max_mnist_drop + 1e-12:
