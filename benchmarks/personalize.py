@@ -204,8 +204,9 @@ store = FeedbackStore(sys.argv[1])
 run = sys.argv[2]
 tiles = np.zeros((1, 28, 28), np.uint8)
 for i in range(10**9):
-    r = store.add(NewCorrection(image=f"{run}-img{i}".encode(), label=str(i % 10), model_input=tiles,
-                                source="cli"))
+    new = NewCorrection(image=f"{run}-img{i}".encode(), label=str(i % 10), model_input=tiles,
+                        source="cli")
+    r = store.add(new)
     print(r.id, flush=True)
 """
 

@@ -146,6 +146,11 @@ class DigitlabApp:
         self._on_pen_changed("")
         self.results = ResultsPanel(main)
         self.results.grid(row=0, column=1, sticky="ns", padx=(8, 0))
+        from digitlab.apps.gui.feedback import FeedbackPanel  # feedback (#17)
+
+        self.feedback = FeedbackPanel(main, self)
+        self.feedback.grid(row=1, column=1, sticky="new", padx=(8, 0), pady=(6, 0))
+        self.pad.grid(rowspan=2)  # the pad keeps the whole height beside the sidebar
 
         error_row = self.error_row = ttk.Frame(root)
         error_row.grid(row=2, column=0, sticky="ew", padx=6)
@@ -250,6 +255,11 @@ class DigitlabApp:
             self.load_model_file(model, fallback=True)
             return
         path, description = find_startup_model(self.cwd)
+        if path is None:  # feedback (#17): the personal model, when installed, before bundled
+            from digitlab.apps.feedback.personal import installed
+
+            path, description = installed(), "your personal model"
+            description = description if path is not None else BUNDLED
         self.load_model_file(path, description=description, fallback=path is not None)
 
     def load_model_file(
@@ -391,6 +401,7 @@ class DigitlabApp:
         multi = bool(self.multi_var.get())
         if image is None:
             self.last_result, self.last_image = None, None
+            self.feedback.on_result(None, None)
             self.results.show_blank()
             self.pad.set_boxes([])
             return
@@ -437,6 +448,7 @@ class DigitlabApp:
                 for b in digit_boxes
             ]
         self.pad.set_boxes(boxes)
+        self.feedback.on_result(result, image)
         self.set_status(f"Recognised in {seconds * 1000:.0f} ms")
 
     # -- training -------------------------------------------------------------------------------
@@ -495,6 +507,7 @@ class DigitlabApp:
         self._closed = True
         if self.train_dialog is not None:
             self.train_dialog.cancel()
+        self.feedback.close()
         self.tasks.close()
         self.root.destroy()
         self._break_cycles()
