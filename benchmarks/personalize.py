@@ -82,6 +82,7 @@ def bench_personalize(data_dir: str | None, seed: int, steps: int | None) -> dic
         if steps:
             cfg.steps = steps
         idx = pool[:n]
+        load_before = os.getloadavg()[0]  # the machine is shared: say how busy it was
         try:
             report = finetune(tiles[idx], labels[idx], None, cfg, data=data, write=False)
             refused = False
@@ -101,6 +102,7 @@ def bench_personalize(data_dir: str | None, seed: int, steps: int | None) -> dic
             "threads": report.threads,
             "steps": cfg.steps,
             "refused": refused,
+            "load_average_1min": [round(load_before, 1), round(os.getloadavg()[0], 1)],
         }
         rows.append(row)
         print(
@@ -255,11 +257,14 @@ def write_markdown(out: dict, path: Path) -> None:
         lines += [
             "",
             f"UCI 8x8 digits as one writer: a pool of {p['pool']} corrections, "
-            f"{p['unseen_digits']} unseen digits; bundled model fine-tuned with 1 thread.",
+            f"{p['unseen_digits']} unseen digits; bundled model fine-tuned with 1 thread, "
+            f"{p['rows'][0]['steps']} steps for every count (the same work: differences in "
+            "time are the shared machine's load, its 1-minute load average before-after on "
+            f"{out['machine']['cpu_count']} cores in the table).",
             "",
             "| corrections | writer unseen before | after | MNIST val before | after | "
-            "MNIST test before | after | fine-tune s | refused |",
-            "|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+            "MNIST test before | after | fine-tune s | load avg | refused |",
+            "|---:|---:|---:|---:|---:|---:|---:|---:|---|---|",
         ]
         for r in p["rows"]:
             lines.append(
@@ -267,6 +272,7 @@ def write_markdown(out: dict, path: Path) -> None:
                 f"{r['writer_unseen_after']:.2%} | {r['mnist_val_before']:.2%} | "
                 f"{r['mnist_val_after']:.2%} | {r['mnist_test_before']:.2%} | "
                 f"{r['mnist_test_after']:.2%} | {r['finetune_seconds']:.1f} | "
+                f"{r['load_average_1min'][0]}-{r['load_average_1min'][1]} | "
                 f"{'yes' if r['refused'] else 'no'} |"
             )
     c = out.get("clients")

@@ -380,3 +380,29 @@ def test_improve_switches_models_without_failing_a_request(
         assert r.json()["model_id"] == "digitnet:personal.pt"
     assert (tmp_path / "home" / "personal.pt").exists()
     app.state.feedback.close()
+
+
+def test_serve_options_default_off_when_exposed_and_on_for_loopback():
+    import argparse
+
+    from digitlab.apps.feedback.options import add_serve_options, settings_from_args
+    from digitlab.core.errors import DigitlabError
+
+    parser = argparse.ArgumentParser()
+    add_serve_options(parser)
+    local = settings_from_args(parser.parse_args([]), "127.0.0.1", environ={})
+    assert local.enabled and not local.exposed and "localhost" in local.allowed_hosts
+    exposed = settings_from_args(parser.parse_args([]), "0.0.0.0", environ={})
+    assert not exposed.enabled and exposed.exposed
+    assert "start with --feedback" in exposed.banner()
+    args = parser.parse_args(["--feedback", "--allowed-hosts", "digits.example:8000,*.lab.example"])
+    on = settings_from_args(args, "0.0.0.0", environ={"DIGITLAB_ADMIN_TOKEN": "t"})
+    assert on.enabled and on.admin_token == "t"
+    assert on.allowed_hosts[:2] == ("digits.example", "*.lab.example")
+    assert "127.0.0.1" in on.allowed_hosts  # a local admin's curl still works
+    env_on = settings_from_args(
+        parser.parse_args([]), "::", environ={"DIGITLAB_SERVE_FEEDBACK": "1"}
+    )
+    assert env_on.enabled
+    with pytest.raises(DigitlabError, match="--feedback-max must be at least 1"):
+        settings_from_args(parser.parse_args(["--feedback-max", "0"]), "127.0.0.1", environ={})
