@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import itertools
+import json
 import os
 import signal
 import socket
@@ -339,3 +340,78 @@ def test_default_location_follows_environment(tmp_path, monkeypatch):
     with FeedbackStore() as store:
         store.add(correction(1))
     assert (tmp_path / "env.db").exists()
+
+
+# --------------------------------------------------------------------------------------------
+# The command line: digitlab feedback ...
+# --------------------------------------------------------------------------------------------
+
+
+def test_cli_add_list_stats_export_import_delete(tmp_path, monkeypatch, mnist, capsys):
+    from digitlab.apps.cli import main
+    from digitlab.training.data import load_kaggle_csv
+
+    monkeypatch.setenv("DIGITLAB_HOME", str(tmp_path / "home"))
+    db = ["--feedback-db", str(tmp_path / "fb.sqlite3")]
+    files = tmp_path / "in"
+    (files / "3").mkdir(parents=True)
+    for i in range(3):
+        img = Image.fromarray(255 - mnist.test_images[i]).resize((112, 112))
+        img.save(files / f"{mnist.test_labels[i]}_{i}.png")
+    Image.fromarray(255 - mnist.test_images[3]).resize((112, 112)).save(files / "3" / "x.png")
+    (files / "notes.txt").write_text("not an image")
+
+    first = files / f"{mnist.test_labels[0]}_0.png"
+    assert main(["feedback", "add", str(first), "5", *db]) == 0
+    out = capsys.readouterr().out
+    assert f"label 5 (model said {mnist.test_labels[0]}) stored as correction 1" in out
+    assert main(["feedback", "import", str(files), *db]) == 0
+    assert "imported 4 correction(s)" in capsys.readouterr().out
+    assert main(["feedback", "import", str(files), *db]) == 0
+    assert "imported 0 correction(s)" in capsys.readouterr().out  # all exact duplicates
+
+    assert main(["feedback", "list", "--json", *db]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["source"] for r in rows] == ["cli"] * 5
+    expected = ["5", "3", *(str(mnist.test_labels[i]) for i in range(3))]  # folder "3" names x
+    assert sorted(r["label"] for r in rows) == sorted(expected)
+    assert main(["feedback", "stats", "--json", *db]) == 0
+    stats = json.loads(capsys.readouterr().out)
+    assert stats["count"] == 5 and stats["by_source"] == {"cli": 5}
+
+    assert main(["feedback", "export", str(tmp_path / "out"), *db]) == 0
+    pngs = sorted(p.relative_to(tmp_path / "out") for p in (tmp_path / "out").rglob("*.png"))
+    assert len(pngs) == 5 and Path("5/1.png") in pngs
+    assert Image.open(tmp_path / "out" / "5" / "1.png").size == (28, 28)
+    assert main(["feedback", "export", str(tmp_path / "all.csv"), *db]) == 0
+    images, labels = load_kaggle_csv(tmp_path / "all.csv")
+    assert images.shape == (5, 28, 28) and labels[0] == 5
+    # what export writes, import reads back (into another store)
+    other = ["--feedback-db", str(tmp_path / "other.sqlite3")]
+    assert main(["feedback", "import", str(tmp_path / "out"), *other]) == 0
+    assert "imported 5 correction(s)" in capsys.readouterr().out
+
+    assert main(["feedback", "delete", "1", "99", *db]) == 1
+    captured = capsys.readouterr()
+    assert "no correction with id 99" in captured.err and "4 left" in captured.out
+    assert main(["feedback", "delete", "--all", *db]) == 0
+    assert "deleted 4" in capsys.readouterr().out
+    assert main(["feedback", "delete", *db]) == 2
+    assert "name the corrections to delete" in capsys.readouterr().err
+
+
+def test_cli_errors_name_the_problem(tmp_path, capsys):
+    from digitlab.apps.cli import main
+
+    bad = tmp_path / "corrupt.db"
+    bad.write_bytes(b"garbage" * 200)
+    assert main(["feedback", "stats", "--feedback-db", str(bad)]) == 2
+    assert f"{bad}: not a SQLite database" in capsys.readouterr().err
+    db = ["--feedback-db", str(tmp_path / "f.db")]
+    assert main(["feedback", "add", str(tmp_path / "missing.png"), "1", *db]) == 2
+    assert "missing.png: cannot be read" in capsys.readouterr().err
+    assert main(["feedback", "add", str(bad), "x", *db]) == 2
+    assert "label must be a digit" in capsys.readouterr().err
+    (tmp_path / "t.png").write_bytes(b"not a png")
+    assert main(["feedback", "add", str(tmp_path / "t.png"), "1", *db]) == 2
+    assert "not a recognised image" in capsys.readouterr().err
