@@ -74,11 +74,11 @@ def bench_personalize(data_dir: str | None, seed: int, steps: int | None) -> dic
     tiles, labels = writer_digits()
     order = np.random.default_rng(seed).permutation(len(labels))
     pool, unseen = order[: max(COUNTS)], order[max(COUNTS) :]
-    base, _ = load_model_from_checkpoint(None)
+    base, _ = load_model_from_checkpoint("default")  # the bundled model, by name
     before = accuracy(base, tiles[unseen], labels[unseen])
     rows = []
     for n in COUNTS:
-        cfg = FinetuneConfig(holdout=0.0, threads=1, seed=seed, eval_test=True)
+        cfg = FinetuneConfig(base="default", holdout=0.0, threads=1, seed=seed)
         if steps:
             cfg.steps = steps
         idx = pool[:n]

@@ -93,7 +93,9 @@ def test_cli_finetune_install_and_uninstall(tmp_path, monkeypatch, writer, mnist
 def test_a_model_that_forgets_mnist_is_refused_and_nothing_written(tmp_path, writer, mnist):
     tiles, labels = writer
     out = tmp_path / "run"
-    cfg = FinetuneConfig(steps=15, lr=0.3, threads=1, eval_test=False, run_dir=str(out))
+    cfg = FinetuneConfig(
+        base="default", steps=15, lr=0.3, threads=1, eval_test=False, run_dir=str(out)
+    )
     with pytest.raises(FinetuneRefusedError, match=r"refused: MNIST validation accuracy fell"):
         finetune(tiles, labels, None, cfg, data=mnist)
     assert not out.exists()

@@ -68,7 +68,7 @@ class FinetuneRefusedError(DigitlabError):
 class FinetuneConfig:
     """Every option of a fine-tuning run (``config.json`` of its run directory)."""
 
-    base: str | None = None  # checkpoint to start from (None = the bundled model)
+    base: str | None = None  # checkpoint to start from (None: what load_checkpoint(None) means)
     steps: int = 120
     batch_size: int = 32  # corrections per step (drawn with replacement, augmented)
     replay: int = 32  # MNIST training digits per step

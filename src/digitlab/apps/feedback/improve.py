@@ -108,13 +108,13 @@ class Improver:
             self._thread.join(timeout)
         return self.status()
 
-    def _base_checkpoint(self) -> str | None:
-        """The checkpoint of the model answering now (None = the bundled one)."""
+    def _base_checkpoint(self) -> str:
+        """The checkpoint of the model answering now (an ONNX one: the bundled checkpoint)."""
         info = self.ctx.get_recognizer().info
         source = str(getattr(info, "source", "") or "")
         if getattr(info, "backend", "") == "torch" and source.endswith(".pt"):
             return source
-        return None
+        return "default"
 
     def _run(self, images: Any, labels: Any, groups: Any, skipped: int, base: str | None) -> None:
         from digitlab.api import load_model
