@@ -406,3 +406,31 @@ def test_serve_options_default_off_when_exposed_and_on_for_loopback():
     assert env_on.enabled
     with pytest.raises(DigitlabError, match="--feedback-max must be at least 1"):
         settings_from_args(parser.parse_args(["--feedback-max", "0"]), "127.0.0.1", environ={})
+
+
+def test_full_store_is_507_with_the_reason(recognizer, tmp_path, mnist):
+    settings = FeedbackSettings(db=str(tmp_path / "fb.sqlite3"), max_corrections=1)
+    app = build_app(recognizer, settings)
+    with Server(app) as url:
+        for i, status in ((0, 201), (1, 507)):
+            r = httpx.post(
+                f"{url}/api/feedback",
+                files={"file": ("d.png", digit_png(mnist.test_images[i]))},
+                data={"label": "1"},
+            )
+            assert r.status_code == status, r.text
+    assert "is full: it holds 1 corrections" in r.json()["detail"]
+    app.state.feedback.close()
+
+
+def test_unreachable_database_is_a_clear_error_at_start(recognizer, mnist):
+    import socket
+
+    from digitlab.apps.feedback.store import StoreError
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    settings = FeedbackSettings(db=f"postgresql://u@127.0.0.1:{port}/fb")
+    with pytest.raises(StoreError, match="cannot reach the server"):
+        build_app(recognizer, settings)  # a server does not start on a store it cannot reach
