@@ -213,6 +213,8 @@ def _replay_split(ckpt: dict[str, Any], data: Any) -> tuple[np.ndarray, np.ndarr
     from digitlab.training.data import split_indices
 
     cfg = ckpt.get("train_config") or {}
+    # A base trained on all 60k (val_size 0) has no held-out split: the default one is used,
+    # and its "before" is then optimistic (the model saw those digits).
     val_size = int(cfg.get("val_size") or 0) or DEFAULT_VAL_SIZE
     seed = int(cfg.get("split_seed") or DEFAULT_SPLIT_SEED)
     return split_indices(len(data.train_images), val_size, seed=seed)

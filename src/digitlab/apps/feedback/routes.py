@@ -510,7 +510,7 @@ async def start_improve(
         raise HTTPException(403, "this server cannot switch models (set_recognizer is not set)")
     improver = _improver(ctx)
     try:
-        improver.start()
+        await run_in_threadpool(improver.start)  # reads the corrections: off the event loop
     except DigitlabError as exc:
         status = 409 if improver.running else 422
         raise HTTPException(status, str(exc)) from None

@@ -6,8 +6,9 @@ how many are stored; "Improve from N corrections" fine-tunes in the background w
 bar and switches the window to the new (personal) model when it is accepted.
 
 The store (:class:`~digitlab.apps.feedback.store.FeedbackStore`, the user's default unless
-``store_location`` says otherwise) is opened on the worker thread; every store call runs there
-too, so the window never waits on the disk. The main window hooks in with four lines (see
+``store_location`` says otherwise) is opened on the worker thread, and corrections are saved
+and taken back there, so the window never waits on the disk ("Improve" reads its snapshot of
+the corrections when clicked). The main window hooks in with four lines (see
 ``app.py``): build the panel, ``on_result(result, image)`` after each prediction (None when
 cleared), and ``close()``.
 """
