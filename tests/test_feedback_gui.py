@@ -98,3 +98,30 @@ def test_multi_digit_mode_corrects_the_number(fb_app):
     rows = panel.store.list()
     assert [(r.label, r.source) for r in rows] == [("71", "gui")]
     assert panel.count_var.get() == "1 correction stored"
+
+
+@pytest.mark.slow  # a real fine-tune with MNIST validation before and after: 1-3 min here
+def test_improve_switches_the_window_to_the_personal_model(
+    fb_app, tmp_path, mnist_dir, monkeypatch
+):
+    import time
+
+    monkeypatch.setenv("DIGITLAB_DATA", str(mnist_dir))
+    app = fb_app
+    panel = app.feedback
+    panel.finetune_overrides.update(steps=5, eval_test=False)
+    draw(app, SEVEN)
+    settle(app)
+    click(app, panel.right_button)
+    settle(app)
+    assert panel.improve_button.cget("text") == "Improve from 1 correction"
+    click(app, panel.improve_button)
+    deadline = time.monotonic() + 300
+    while panel.improver is None or panel.improver.running or panel._poll_after is not None:
+        assert time.monotonic() < deadline, "improving did not finish"
+        pump(app, 0.1)
+    settle(app)
+    assert panel.improver.status()["state"] == "done", panel.status_var.get()
+    assert app.recognizer.info.source.endswith("personal.pt")
+    assert "your personal model" in app.model_var.get()
+    assert (tmp_path / "home" / "personal.pt").exists()

@@ -79,6 +79,7 @@ class FeedbackPanel(ttk.LabelFrame):
         self.current: tuple[Any, Image.Image, bytes] | None = None
         self.undo_ids: list[int] = []
         self.count = 0
+        self.finetune_overrides: dict[str, Any] = {}  # FinetuneConfig fields (tests: fewer steps)
         self._poll_after: str | None = None
         self.status_var = tk.StringVar(self, "")
         self.count_var = tk.StringVar(self, "0 corrections stored")
@@ -277,7 +278,7 @@ class FeedbackPanel(ttk.LabelFrame):
                 store=self.store,
                 get_recognizer=lambda: slot.recognizer,
                 set_recognizer=lambda rec: setattr(slot, "recognizer", rec),
-                extra={},
+                extra={"finetune": self.finetune_overrides},
             )
             self.improver = Improver(ctx)
         try:
