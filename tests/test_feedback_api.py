@@ -434,3 +434,20 @@ def test_unreachable_database_is_a_clear_error_at_start(recognizer, mnist):
     settings = FeedbackSettings(db=f"postgresql://u@127.0.0.1:{port}/fb")
     with pytest.raises(StoreError, match="cannot reach the server"):
         build_app(recognizer, settings)  # a server does not start on a store it cannot reach
+
+
+def test_settings_travel_to_worker_processes_through_the_environment():
+    from digitlab.apps.feedback.options import settings_from_env
+
+    settings = FeedbackSettings(
+        enabled=True,
+        exposed=True,
+        admin_token="t0k",
+        allowed_hosts=("digits.example", "127.0.0.1"),
+        db="postgresql://u@db.example/fb",
+        max_corrections=500,
+    )
+    again = settings_from_env("0.0.0.0", settings.to_env())
+    assert again.enabled and again.exposed and again.admin_token == "t0k"
+    assert again.db == "postgresql://u@db.example/fb"
+    assert again.allowed_hosts[0] == "digits.example"

@@ -24,6 +24,7 @@ from digitlab.apps.feedback.security import (
     is_loopback,
     parse_allowed_hosts,
 )
+from digitlab.apps.feedback.store import ENV_FEEDBACK_DB, ENV_FEEDBACK_MAX
 from digitlab.core.constants import MAX_IMAGE_PIXELS
 
 ENV_FEEDBACK = "DIGITLAB_SERVE_FEEDBACK"
@@ -43,6 +44,21 @@ class FeedbackSettings:
     db: str | None = None  # None = $DIGITLAB_FEEDBACK_DB or the user's default store
     max_corrections: int | None = None  # None = $DIGITLAB_FEEDBACK_MAX or the default cap
     max_pixels: int = MAX_IMAGE_PIXELS
+
+    def to_env(self) -> dict[str, str]:
+        """These settings as environment variables, for ``--workers N`` processes (each
+        rebuilds them with :func:`settings_from_env`)."""
+        env = {
+            ENV_FEEDBACK: "1" if self.enabled else "0",
+            ENV_ALLOWED_HOSTS: ",".join(self.allowed_hosts),
+        }
+        if self.admin_token:
+            env[ENV_ADMIN_TOKEN] = self.admin_token
+        if self.db:
+            env[ENV_FEEDBACK_DB] = self.db
+        if self.max_corrections is not None:
+            env[ENV_FEEDBACK_MAX] = str(self.max_corrections)
+        return env
 
     def banner(self) -> str:
         """One line for the server's start-up banner."""
@@ -117,6 +133,11 @@ def settings_from_args(
         exposed=exposed,
         admin_token=token,
         allowed_hosts=allowed,
-        db=getattr(args, "feedback_db", None) or None,
+        db=getattr(args, "feedback_db", None) or env.get(ENV_FEEDBACK_DB, "").strip() or None,
         max_corrections=max_corrections,
     )
+
+
+def settings_from_env(host: str, environ: dict[str, str] | None = None) -> FeedbackSettings:
+    """The feedback settings of a worker process, from the environment alone."""
+    return settings_from_args(argparse.Namespace(), host, environ)
