@@ -109,3 +109,11 @@ def test_no_corrections_is_a_clear_error(tmp_path, capsys):
     assert "no usable corrections" in capsys.readouterr().err
     assert main(["finetune", "--feedback", str(tmp_path / "missing.db")]) == 2
     assert "no such file" in capsys.readouterr().err
+
+
+def test_cli_help_states_the_recipe_defaults(capsys):
+    d = FinetuneConfig()
+    with pytest.raises(SystemExit):
+        main(["finetune", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert f"(default {d.steps})" in text and f"({d.holdout})" in text and f"{d.lr:g}" in text

@@ -18,9 +18,7 @@ import sys
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the ``finetune`` subcommand."""
-    from digitlab.training.finetune import FinetuneConfig
-
-    d = FinetuneConfig()
+    # No torch here (digitlab --help, ONNX-only installs): defaults are FinetuneConfig's.
     p = sub.add_parser(
         "finetune",
         help="fine-tune the model on the stored corrections (with MNIST replay)",
@@ -40,15 +38,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", metavar="RUN_DIR", help="run directory (default runs/<time>-finetune)")
     p.add_argument("--install", action="store_true", help="make the result the personal model")
     p.add_argument("--uninstall", action="store_true", help="remove the personal model and stop")
-    p.add_argument("--steps", type=int, default=d.steps, help=f"steps (default {d.steps})")
+    p.add_argument("--steps", type=int, help="optimisation steps (default 120)")
     p.add_argument(
-        "--holdout",
-        type=float,
-        default=d.holdout,
-        help=f"share of corrections held out for before/after (default {d.holdout})",
+        "--holdout", type=float, help="share of corrections held out for before/after (0.2)"
     )
-    p.add_argument("--lr", type=float, default=d.lr, help=f"peak learning rate (default {d.lr})")
-    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--lr", type=float, help="peak learning rate (default 0.0005)")
+    p.add_argument("--seed", type=int)
     p.add_argument("--threads", type=int, help="torch threads (default: torch's)")
     p.add_argument("--data-dir", help="MNIST folder (default: $DIGITLAB_DATA, cache, download)")
     p.add_argument("--no-test", dest="eval_test", action="store_false", help="skip MNIST test")
@@ -87,16 +82,18 @@ def run(args: argparse.Namespace) -> int:
         where = store.where
     if len(labels) == 0:
         raise DigitlabError(f"{where}: no usable corrections to learn from")
+    given = {
+        name: getattr(args, name)
+        for name in ("steps", "holdout", "lr", "seed")
+        if getattr(args, name) is not None
+    }
     cfg = FinetuneConfig(
         base=base,
-        steps=args.steps,
-        holdout=args.holdout,
-        lr=args.lr,
-        seed=args.seed,
         threads=args.threads,
         eval_test=args.eval_test,
         data_dir=args.data_dir,
         run_dir=args.out,
+        **given,
     )
     try:
         report = finetune(images, labels, groups, cfg, skipped=skipped)
