@@ -13,6 +13,7 @@ PACKAGES=(
     fonts-dejavu-core   # a font for chromium to render the page (and screenshots) with
     xvfb                # tests/test_gui.py: a real X server for the Tk window
     xdotool             # tests/test_gui.py: real pointer and key events
+    postgresql          # tests/test_feedback_store.py: a throwaway PostgreSQL server on loopback
 )
 
 if ! command -v dpkg-query >/dev/null 2>&1 || ! command -v apt-get >/dev/null 2>&1; then

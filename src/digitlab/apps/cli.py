@@ -27,6 +27,8 @@ COMMANDS = (
     "gui",
     "export",
     "kaggle",
+    "feedback",
+    "finetune",
 )
 
 

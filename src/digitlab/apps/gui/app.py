@@ -124,13 +124,19 @@ def startup_model(
 ) -> tuple[str | Path | None, str]:
     """The one rule for which model the desktop app starts with.
 
-    The bundled model, unless ``model`` names one: a checkpoint / ``.onnx`` path or a bundled
+    The user's personal model when one is installed (``digitlab finetune --install``), else the
+    bundled model -- unless ``model`` names one: a checkpoint / ``.onnx`` path or a bundled
     name (as for every other front end), or ``"newest"`` for the newest *finished* training run
     under ``<cwd>/runs`` (never a cancelled or unfinished one). Returns ``(what to pass to
     digitlab.load_model — None for the bundled model, a description for the window)``. Raises
     :class:`DigitlabError` for ``"newest"`` when there is no finished run.
     """
-    if model is None or is_bundled_name(model):
+    if model is None:  # the user's personal model (digitlab finetune --install), else bundled
+        from digitlab.apps.feedback.personal import installed
+
+        personal = installed()
+        return (personal, "your personal model") if personal else (None, BUNDLED)
+    if is_bundled_name(model):
         return None, BUNDLED
     if str(model) == NEWEST_RUN:
         folder = cwd or Path.cwd()
@@ -266,9 +272,13 @@ class DigitlabApp:
         main.rowconfigure(0, weight=1)
         main.grid_columnconfigure(0, weight=1)
         main.grid_rowconfigure(0, weight=1)
-        self._build_input_card(main).grid(row=0, column=0, sticky="nsew")
+        self._build_input_card(main).grid(row=0, column=0, rowspan=2, sticky="nsew")
         self.results = ResultsPanel(main)
         self.results.grid(row=0, column=1, sticky="ns", padx=(14, 0))
+        from digitlab.apps.gui.feedback import FeedbackPanel  # corrections (#17)
+
+        self.feedback = FeedbackPanel(main, self)
+        self.feedback.grid(row=1, column=1, sticky="new", padx=(14, 0), pady=(6, 0))
 
         error_row = self.error_row = ttk.Frame(root, style="Error.TFrame", padding=(12, 6))
         error_row.grid(row=2, column=0, sticky="ew", padx=16, pady=(0, 8))
@@ -646,6 +656,7 @@ class DigitlabApp:
         strokes = self.pad.timed_strokes() if multi and self.opened_image is None else None
         if image is None:
             self.last_result, self.last_image = None, None
+            self.feedback.on_result(None, None)
             self.results.show_blank()
             self.pad.set_boxes([])
             return
@@ -697,6 +708,7 @@ class DigitlabApp:
                 for b in digit_boxes
             ]
         self.pad.set_boxes(boxes)
+        self.feedback.on_result(result, image)
         self.set_status(f"Recognised in {seconds * 1000:.0f} ms")
 
     # -- training -------------------------------------------------------------------------------
@@ -755,6 +767,7 @@ class DigitlabApp:
         self._closed = True
         if self.train_dialog is not None:
             self.train_dialog.cancel()
+        self.feedback.close()
         self.tasks.close()
         self.root.destroy()
         self._break_cycles()

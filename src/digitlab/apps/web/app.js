@@ -175,6 +175,7 @@
     clearTimeout(state.timer);
     redraw();
     showIdle();
+    document.dispatchEvent(new Event("digitlab:cleared")); // feedback.js
   }
 
   function undo() {
@@ -291,13 +292,15 @@
     const generation = state.generation;
     const mode = state.mode;
     const explain = mode === "digit" && heatToggle.checked;
+    let sent = null; // the image as sent: feedback.js stores it with a correction
     inputBlob()
-      .then((blob) => post(blob, mode, explain))
+      .then((blob) => post((sent = blob), mode, explain))
       .then((data) => {
         if (generation !== state.generation && !state.pending) return;
         if (!hasInput() || mode !== state.mode) return;
         if (mode === "number") renderNumber(data);
         else renderPrediction(data, true);
+        document.dispatchEvent(new CustomEvent("digitlab:prediction", { detail: { blob: sent, mode, data } }));
       })
       .catch((err) => {
         if (!hasInput() || mode !== state.mode) return;
@@ -714,4 +717,5 @@
   showIdle();
   setPending(false);
   loadModelInfo();
+  document.addEventListener("digitlab:model-changed", loadModelInfo); // feedback.js
 })();
