@@ -159,3 +159,29 @@ def test_console_entry_point(images):
     )
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)[0]["digit"] == truth[str(root / "digit1.png")]
+
+
+def test_explain_maps_the_reading_the_engine_chose(mnist, recognizer, capsys, tmp_path):
+    """A digit cropped tight (a photo whose plain threshold wins): the CLI's heat map is the
+    engine's own, computed on the reading it chose, not on the one it dropped."""
+    from digitlab.engine.decode import load_image
+    from digitlab.engine.explain import overlay
+    from digitlab.engine.preprocess import to_model_input
+
+    path = tmp_path / "tight.png"
+    Image.fromarray(synth.cropped_tight(mnist.test_images[1], 120, dark_on_light=True)).save(path)
+    pre = to_model_input(str(path))
+    assert pre.alternative is not None  # read both ways; the plain reading must win
+    assert recognizer.predict_preprocessed([pre])[0].preprocessed is not pre.image
+    assert np.array_equal(recognizer.predict(str(path)).preprocessed, pre.alternative.image)
+
+    out_dir = tmp_path / "heat"
+    code, out, _ = _run(capsys, str(path), "--explain", str(out_dir), "--format", "json")
+    assert code == 0
+    (row,) = json.loads(out)
+    expected = recognizer.predict(str(path), explain=True)
+    assert row["digit"] == expected.digit == int(mnist.test_labels[1])
+    written = np.asarray(Image.open(row["heatmap"]).convert("RGB"), dtype=np.int16)
+    want = np.asarray(overlay(load_image(str(path)), expected.heatmap), dtype=np.int16)
+    assert written.shape == want.shape
+    assert np.abs(written - want).max() <= 1

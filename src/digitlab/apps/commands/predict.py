@@ -136,18 +136,17 @@ def _progress(total: int):
     return tqdm(total=total, unit="img", file=sys.stderr, desc="predict")
 
 
-def _write_heatmap(rec: Any, path: str, pre: Any, prediction: Any, out_dir: Path) -> str:
-    """Save the heat map overlay of one prediction; returns the file written."""
+def _write_heatmap(path: str, heatmap: Any, out_dir: Path) -> str:
+    """Save a prediction's heat map over its input image; returns the file written."""
     from digitlab.engine.decode import load_image
-    from digitlab.engine.explain import explain_prediction, overlay
+    from digitlab.engine.explain import overlay
 
-    heat = explain_prediction(rec, pre, prediction)
     target = out_dir / f"{Path(path).stem}.heatmap.png"
     n = 1
     while target.exists():
         n += 1
         target = out_dir / f"{Path(path).stem}.heatmap-{n}.png"
-    overlay(load_image(path), heat).save(target)
+    overlay(load_image(path), heatmap).save(target)
     return str(target)
 
 
@@ -175,13 +174,15 @@ def recognise(
                     rows[i]["error"] = str(exc)
                 except OSError as exc:  # e.g. a file vanishing between listing and reading
                     rows[i]["error"] = f"{inputs[i][0]}: {exc.strerror or exc}"
-            preds = rec.predict_preprocessed([p for _, p in ready], top_k=args.top_k)
-            for (i, pre), pred in zip(ready, preds, strict=True):
+            preds = rec.predict_preprocessed(
+                [p for _, p in ready], top_k=args.top_k, explain=explain_dir is not None
+            )
+            for (i, _pre), pred in zip(ready, preds, strict=True):
                 rows[i].update(pred.to_dict(images=False))
                 if args.number:
                     _add_number(rec, rows[i], args.top_k)
-                if explain_dir is not None and pred.digit is not None:
-                    rows[i]["heatmap"] = _write_heatmap(rec, inputs[i][0], pre, pred, explain_dir)
+                if explain_dir is not None and pred.heatmap is not None and pred.digit is not None:
+                    rows[i]["heatmap"] = _write_heatmap(inputs[i][0], pred.heatmap, explain_dir)
             if bar is not None:
                 bar.update(len(chunk))
     finally:
