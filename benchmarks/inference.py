@@ -18,7 +18,18 @@ measured, the fastest is marked ``torch-best``), ``ort-float`` and ``ort-int8`` 
 ``.md``. Targets (issue 7): the fastest backend >= 20,000 images/s at batch 256 and < 1 ms per
 single image on 2 cores.
 
+**End to end** (issue 16): files in, answers out. A folder of MNIST-size PNGs (the first
+``--e2e-mnist`` test digits, 28x28) and one of canvas exports (``--e2e-canvas`` test digits
+drawn as 280x280 RGBA PNGs) go through the real command, ``python -m digitlab predict FOLDER
+--format csv``, timed from start to exit (start-up included, as a user sees it): ``--jobs 1``
+(everything in one process, as before issue 16) and ``--jobs`` the usable cores, round-robin
+for ``--e2e-repeats`` rounds; images/s is the file count over the median wall time. Also
+timed: the same command on one file (start-up: imports, loading the model), so the table
+gives the rate after start-up too. Target: ``--jobs`` cores >= 2x the one-process rate of
+issue 16 (140 images/s). Written to ``benchmarks/results/inference_end_to_end.json`` / ``.md``.
+
     python benchmarks/inference.py --model default --threads 2
+    python benchmarks/inference.py --end-to-end-only          # just the end-to-end rows
 """
 
 from __future__ import annotations
@@ -29,6 +40,7 @@ import logging
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -47,6 +59,9 @@ TARGET_IMAGES_PER_S = 20_000  # batch 256, fastest backend, 2 cores
 TARGET_SINGLE_MS = 1.0  # one image, fastest backend
 WARMUP_CALLS = 5
 LATENCY_PERCENTILES = (50, 90)
+# Issue 16: `digitlab predict` on a folder read ~140 images/s (1,000 MNIST-size PNGs in 9.3 s).
+E2E_BEFORE_IMAGES_PER_S = 140.0
+E2E_TARGET_SPEEDUP = 2.0
 
 logger = logging.getLogger("benchmarks.inference")
 
@@ -79,6 +94,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--no-compile", action="store_true", help="skip torch.compile (slow to build)")
     p.add_argument("--data-dir", type=Path, help="MNIST folder (else $DIGITLAB_DATA)")
     p.add_argument("--out", type=Path, default=RESULTS / "inference", help="results path stem")
+    p.add_argument("--no-end-to-end", action="store_true", help="skip the end-to-end rows")
+    p.add_argument(
+        "--end-to-end-only", action="store_true", help="only the end-to-end rows (digitlab predict)"
+    )
+    p.add_argument("--e2e-mnist", type=int, default=1000, help="MNIST-size PNGs (end to end)")
+    p.add_argument("--e2e-canvas", type=int, default=300, help="canvas PNGs (end to end)")
+    p.add_argument("--e2e-repeats", type=int, default=3, help="rounds of end-to-end runs")
+    p.add_argument(
+        "--e2e-out",
+        type=Path,
+        default=RESULTS / "inference_end_to_end",
+        help="end-to-end results path stem",
+    )
     args = p.parse_args(argv)
     args.data_dir = mnist_dir(args.data_dir)  # --data-dir, $DIGITLAB_DATA or ../shared/mnist
     return args
@@ -230,6 +258,151 @@ def ort_backends(
     return out
 
 
+# --- end to end ---------------------------------------------------------------------------------
+
+
+@dataclass
+class EndToEndRow:
+    """One folder through ``digitlab predict`` with one ``--jobs`` setting."""
+
+    folder: str
+    files: int
+    jobs: int
+    wall_s: float  # median over the rounds, start-up included
+    wall_s_all: list[float]
+    images_per_s: float  # files / median wall
+    images_per_s_after_startup: float  # files / (median wall - median start-up)
+
+
+def _write_folders(root: Path, data_dir, n_mnist: int, n_canvas: int) -> dict[str, Path]:
+    """The benchmark's image folders: MNIST-size PNGs and canvas-export PNGs."""
+    from PIL import Image
+
+    import tune_images as synth
+    from digitlab.training.data import load_mnist
+
+    mnist = load_mnist(data_dir, download=False)
+    folders = {"mnist-28x28-png": root / "mnist", "canvas-280x280-rgba-png": root / "canvas"}
+    for folder in folders.values():
+        folder.mkdir()
+    for i in range(n_mnist):
+        Image.fromarray(mnist.test_images[i]).save(folders["mnist-28x28-png"] / f"{i:05d}.png")
+    rng = np.random.default_rng(0)
+    for i in range(n_canvas):
+        img = synth.canvas(mnist.test_images[i], "rgba", rng)
+        img.save(folders["canvas-280x280-rgba-png"] / f"{i:05d}.png")
+    return folders
+
+
+def _time_predict(target: Path, model: str, jobs: int) -> float:
+    """Wall seconds of ``python -m digitlab predict TARGET --format csv --jobs N`` (the
+    command's own thread settings: one torch thread per process)."""
+    env = {k: v for k, v in os.environ.items() if k != "DIGITLAB_TORCH_THREADS"}
+    cmd = [sys.executable, "-m", "digitlab", "predict", str(target), "--format", "csv"]
+    cmd += ["--jobs", str(jobs), "--model", model]
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
+    wall = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}): {proc.stderr[-2000:]}")
+    return wall
+
+
+def end_to_end(args: argparse.Namespace) -> dict:
+    """Time folders of PNGs through ``digitlab predict``: one process vs the usable cores."""
+    from digitlab.core.settings import usable_cores
+
+    cores = usable_cores()
+    settings = sorted({1, cores})
+    rows: list[EndToEndRow] = []
+    load_start = list(os.getloadavg())
+    with tempfile.TemporaryDirectory(prefix="digitlab-e2e-") as tmp:
+        folders = _write_folders(Path(tmp), args.data_dir, args.e2e_mnist, args.e2e_canvas)
+        one_file = next(iter(sorted(next(iter(folders.values())).iterdir())))
+        _time_predict(one_file, args.model, 1)  # warm the file cache and imports
+        startup: list[float] = []
+        walls: dict[tuple[str, int], list[float]] = {}
+        for round_ in range(args.e2e_repeats):
+            print(f"  end to end, round {round_ + 1}/{args.e2e_repeats}", flush=True)
+            startup.append(_time_predict(one_file, args.model, 1))
+            for name, folder in folders.items():
+                for jobs in settings:
+                    wall = _time_predict(folder, args.model, jobs)
+                    walls.setdefault((name, jobs), []).append(wall)
+        start_s = statistics.median(startup)
+        for (name, jobs), times in walls.items():
+            n = sum(1 for _ in folders[name].iterdir())
+            wall = statistics.median(times)
+            rows.append(
+                EndToEndRow(name, n, jobs, wall, times, n / wall, n / max(wall - start_s, 1e-9))
+            )
+    by = {(r.folder, r.jobs): r for r in rows}
+    speedups = {
+        name: by[(name, cores)].images_per_s / by[(name, 1)].images_per_s for name in folders
+    }
+    mnist_rate = by[("mnist-28x28-png", cores)].images_per_s
+    target = {
+        "before_images_per_s": E2E_BEFORE_IMAGES_PER_S,
+        "target_images_per_s": E2E_BEFORE_IMAGES_PER_S * E2E_TARGET_SPEEDUP,
+        "value": mnist_rate,
+        "met": mnist_rate >= E2E_BEFORE_IMAGES_PER_S * E2E_TARGET_SPEEDUP,
+    }
+    result = {
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "machine": {
+            "usable_cores": cores,
+            "platform": platform.platform(),
+            "python": sys.version.split()[0],
+            "load_average_at_start": load_start,
+            "load_average_at_end": list(os.getloadavg()),
+        },
+        "model": args.model,
+        "command": "python -m digitlab predict FOLDER --format csv --jobs N",
+        "startup_s": start_s,
+        "startup_s_all": startup,
+        "rows": [asdict(r) for r in rows],
+        "speedup": speedups,
+        "target": target,
+    }
+    table = [
+        "| folder | files | --jobs | wall s (median) | images/s | images/s after start-up |",
+        "|---|---:|---:|---:|---:|---:|",
+        *(
+            f"| {r.folder} | {r.files:,} | {r.jobs} | {r.wall_s:.2f} | {r.images_per_s:,.0f} "
+            f"| {r.images_per_s_after_startup:,.0f} |"
+            for r in rows
+        ),
+    ]
+    print("\n".join(table))
+    for name, x in speedups.items():
+        print(f"{name}: --jobs {cores} is {x:.2f}x --jobs 1")
+    load_end = list(os.getloadavg())
+    print(f"start-up (one file) {start_s:.2f} s; load average {load_start} -> {load_end}")
+    md = [
+        "# End to end: `digitlab predict` on a folder of PNGs",
+        "",
+        f"`{result['command']}`, model `{args.model}`, {cores} usable cores; wall time from "
+        f"start to exit, median of {args.e2e_repeats} round-robin rounds. Start-up (the same "
+        f"command on one file) {start_s:.2f} s. Load average at start {load_start}, end "
+        f"{result['machine']['load_average_at_end']} (the machine is shared: compare rows "
+        "within one run).",
+        "",
+        *table,
+        "",
+        *(f"- {name}: --jobs {cores} is {x:.2f}x --jobs 1" for name, x in speedups.items()),
+        f"- target (issue 16): >= {target['target_images_per_s']:,.0f} images/s on the MNIST "
+        f"folder (2x the 140 measured before): {mnist_rate:,.0f}, "
+        f"{'met' if target['met'] else 'NOT met'}",
+        "",
+        f"_{result['date']}_",
+    ]
+    args.e2e_out.parent.mkdir(parents=True, exist_ok=True)
+    args.e2e_out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
+    args.e2e_out.with_suffix(".md").write_text("\n".join(md) + "\n")
+    print(f"wrote {args.e2e_out.with_suffix('.json')} and {args.e2e_out.with_suffix('.md')}")
+    return result
+
+
 # --- report ---------------------------------------------------------------------------------------
 
 
@@ -289,6 +462,9 @@ def render_table(rows: list[Row], best: dict[str, str]) -> str:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    if args.end_to_end_only:
+        end_to_end(args)
+        return 0
     os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
     import torch
 
@@ -414,6 +590,8 @@ def main(argv: list[str] | None = None) -> int:
     ]
     args.out.with_suffix(".md").write_text("\n".join(md) + "\n")
     print(f"wrote {args.out.with_suffix('.json')} and {args.out.with_suffix('.md')}")
+    if not args.no_end_to_end:
+        end_to_end(args)
     return 0
 
 
