@@ -72,3 +72,16 @@ def test_evaluate_writes_files_only_when_asked(mnist_dir, capsys, tmp_path, monk
     report = json.loads(capsys.readouterr().out)
     assert sorted(p.name for p in (tmp_path / "pics").iterdir()) == ["confusion.png", "errors.png"]
     assert report["files"]["confusion"] == str(Path("pics") / "confusion.png")
+
+
+def test_failed_download_leaves_no_empty_cache_folder(tmp_path, monkeypatch, capsys) -> None:
+    from digitlab.training import data
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    monkeypatch.setenv("DIGITLAB_MNIST_MIRRORS", "http://127.0.0.1:9/")  # nothing listens
+    monkeypatch.delenv("DIGITLAB_DATA", raising=False)
+    monkeypatch.setattr(data, "BACKOFF_SECONDS", 0.0)
+    (tmp_path / "xdg").mkdir()
+    assert main(["data"]) == 2
+    assert "could not download" in capsys.readouterr().err
+    assert list((tmp_path / "xdg").iterdir()) == []  # no digitlab/mnist left behind
