@@ -27,6 +27,7 @@ import logging
 import math
 import multiprocessing
 import os
+import signal
 import sys
 from concurrent.futures import Executor, ProcessPoolExecutor
 from dataclasses import dataclass
@@ -318,7 +319,14 @@ def _pool(jobs: int, rec: Any) -> Executor | None:
     if "fork" not in multiprocessing.get_all_start_methods():
         return None
     _WORKER_RECOGNIZER = rec if _fork_safe(rec) else None
-    return ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("fork"))
+    return ProcessPoolExecutor(
+        jobs, mp_context=multiprocessing.get_context("fork"), initializer=_ignore_interrupts
+    )
+
+
+def _ignore_interrupts() -> None:
+    """In a worker: leave Ctrl-C to the main process (it stops the pool and reports once)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def recognise(
@@ -344,7 +352,7 @@ def recognise(
         size = max(1, min(size, math.ceil(len(todo) / (jobs * CHUNKS_PER_JOB))))
     chunks = [(a, min(a + size, len(todo))) for a in range(0, len(todo), size)]
     pool = _pool(jobs, rec) if parallel else None
-    bar = _progress(len(todo))
+    bar = None
     try:
         if pool is None:
             results: Any = (_recognise_chunk(rec, paths[a:b], job, targets[a:b]) for a, b in chunks)
@@ -355,7 +363,8 @@ def recognise(
                 [paths[a:b] for a, b in chunks],
                 [job] * len(chunks),
                 [targets[a:b] for a, b in chunks],
-            )
+            )  # the workers are forked here: before the progress bar starts its thread
+        bar = _progress(len(todo))
         for (a, b), result in zip(chunks, results, strict=True):
             if isinstance(result, Prepared):  # a worker preprocessed; the model runs here
                 result = _finish(rec, result, job, targets[a:b])
