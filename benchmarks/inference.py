@@ -25,8 +25,11 @@ drawn as 280x280 RGBA PNGs) go through the real command, ``python -m digitlab pr
 (everything in one process, as before issue 16) and ``--jobs`` the usable cores, round-robin
 for ``--e2e-repeats`` rounds; images/s is the file count over the median wall time. Also
 timed: the same command on one file (start-up: imports, loading the model), so the table
-gives the rate after start-up too. Target: ``--jobs`` cores >= 2x the one-process rate of
-issue 16 (140 images/s). Written to ``benchmarks/results/inference_end_to_end.json`` / ``.md``.
+gives the rate after start-up too. With ``--e2e-before-src DIR`` (a ``src`` folder of an
+earlier digitlab, e.g. ``git archive <commit> src | tar -x -C /tmp/before``) the same
+command of that code is timed in the same rounds, as the "before" row. Target: ``--jobs``
+cores >= 2x the one-process rate of issue 16 (140 images/s). Written to
+``benchmarks/results/inference_end_to_end.json`` / ``.md``.
 
     python benchmarks/inference.py --model default --threads 2
     python benchmarks/inference.py --end-to-end-only          # just the end-to-end rows
@@ -101,6 +104,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--e2e-mnist", type=int, default=1000, help="MNIST-size PNGs (end to end)")
     p.add_argument("--e2e-canvas", type=int, default=300, help="canvas PNGs (end to end)")
     p.add_argument("--e2e-repeats", type=int, default=3, help="rounds of end-to-end runs")
+    p.add_argument(
+        "--e2e-before-src",
+        type=Path,
+        help="a src/ folder of earlier digitlab code to time as 'before' (end to end)",
+    )
     p.add_argument(
         "--e2e-out",
         type=Path,
@@ -267,7 +275,8 @@ class EndToEndRow:
 
     folder: str
     files: int
-    jobs: int
+    code: str  # "this" (the checkout) or "before" (--e2e-before-src)
+    jobs: int  # --jobs (0: the before code, which has no such option)
     wall_s: float  # median over the rounds, start-up included
     wall_s_all: list[float]
     images_per_s: float  # files / median wall
@@ -294,12 +303,15 @@ def _write_folders(root: Path, data_dir, n_mnist: int, n_canvas: int) -> dict[st
     return folders
 
 
-def _time_predict(target: Path, model: str, jobs: int) -> float:
+def _time_predict(target: Path, model: str, jobs: int, src: Path | None = None) -> float:
     """Wall seconds of ``python -m digitlab predict TARGET --format csv --jobs N`` (the
-    command's own thread settings: one torch thread per process)."""
+    command's own thread settings: one torch thread per process); with ``src``, that code's
+    command (without ``--jobs``)."""
     env = {k: v for k, v in os.environ.items() if k != "DIGITLAB_TORCH_THREADS"}
+    if src is not None:
+        env["PYTHONPATH"] = str(src)
     cmd = [sys.executable, "-m", "digitlab", "predict", str(target), "--format", "csv"]
-    cmd += ["--jobs", str(jobs), "--model", model]
+    cmd += ["--model", model] + ([] if src is not None else ["--jobs", str(jobs)])
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
     wall = time.perf_counter() - t0
@@ -314,6 +326,9 @@ def end_to_end(args: argparse.Namespace) -> dict:
 
     cores = usable_cores()
     settings = sorted({1, cores})
+    variants = [("this", jobs) for jobs in settings]
+    if args.e2e_before_src is not None:
+        variants.insert(0, ("before", 0))
     rows: list[EndToEndRow] = []
     load_start = list(os.getloadavg())
     with tempfile.TemporaryDirectory(prefix="digitlab-e2e-") as tmp:
@@ -321,26 +336,29 @@ def end_to_end(args: argparse.Namespace) -> dict:
         one_file = next(iter(sorted(next(iter(folders.values())).iterdir())))
         _time_predict(one_file, args.model, 1)  # warm the file cache and imports
         startup: list[float] = []
-        walls: dict[tuple[str, int], list[float]] = {}
+        walls: dict[tuple[str, str, int], list[float]] = {}
         for round_ in range(args.e2e_repeats):
             print(f"  end to end, round {round_ + 1}/{args.e2e_repeats}", flush=True)
             startup.append(_time_predict(one_file, args.model, 1))
             for name, folder in folders.items():
-                for jobs in settings:
-                    wall = _time_predict(folder, args.model, jobs)
-                    walls.setdefault((name, jobs), []).append(wall)
+                for code, jobs in variants:
+                    src = args.e2e_before_src if code == "before" else None
+                    wall = _time_predict(folder, args.model, jobs, src)
+                    walls.setdefault((name, code, jobs), []).append(wall)
         start_s = statistics.median(startup)
-        for (name, jobs), times in walls.items():
+        for (name, code, jobs), times in walls.items():
             n = sum(1 for _ in folders[name].iterdir())
             wall = statistics.median(times)
-            rows.append(
-                EndToEndRow(name, n, jobs, wall, times, n / wall, n / max(wall - start_s, 1e-9))
-            )
-    by = {(r.folder, r.jobs): r for r in rows}
+            rate_after = n / max(wall - start_s, 1e-9)
+            rows.append(EndToEndRow(name, n, code, jobs, wall, times, n / wall, rate_after))
+    by = {(r.folder, r.code, r.jobs): r for r in rows}
+    base = ("before", 0) if args.e2e_before_src is not None else ("this", 1)
+    base_text = "the before code" if args.e2e_before_src is not None else "--jobs 1"
     speedups = {
-        name: by[(name, cores)].images_per_s / by[(name, 1)].images_per_s for name in folders
+        name: by[(name, "this", cores)].images_per_s / by[(name, *base)].images_per_s
+        for name in folders
     }
-    mnist_rate = by[("mnist-28x28-png", cores)].images_per_s
+    mnist_rate = by[("mnist-28x28-png", "this", cores)].images_per_s
     target = {
         "before_images_per_s": E2E_BEFORE_IMAGES_PER_S,
         "target_images_per_s": E2E_BEFORE_IMAGES_PER_S * E2E_TARGET_SPEEDUP,
@@ -358,6 +376,7 @@ def end_to_end(args: argparse.Namespace) -> dict:
         },
         "model": args.model,
         "command": "python -m digitlab predict FOLDER --format csv --jobs N",
+        "before_src": str(args.e2e_before_src) if args.e2e_before_src else None,
         "startup_s": start_s,
         "startup_s_all": startup,
         "rows": [asdict(r) for r in rows],
@@ -365,17 +384,17 @@ def end_to_end(args: argparse.Namespace) -> dict:
         "target": target,
     }
     table = [
-        "| folder | files | --jobs | wall s (median) | images/s | images/s after start-up |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| folder | files | code | --jobs | wall s (median) | images/s | images/s after start-up |",
+        "|---|---:|---|---:|---:|---:|---:|",
         *(
-            f"| {r.folder} | {r.files:,} | {r.jobs} | {r.wall_s:.2f} | {r.images_per_s:,.0f} "
-            f"| {r.images_per_s_after_startup:,.0f} |"
+            f"| {r.folder} | {r.files:,} | {r.code} | {r.jobs or '-'} | {r.wall_s:.2f} "
+            f"| {r.images_per_s:,.0f} | {r.images_per_s_after_startup:,.0f} |"
             for r in rows
         ),
     ]
     print("\n".join(table))
     for name, x in speedups.items():
-        print(f"{name}: --jobs {cores} is {x:.2f}x --jobs 1")
+        print(f"{name}: --jobs {cores} is {x:.2f}x {base_text}")
     load_end = list(os.getloadavg())
     print(f"start-up (one file) {start_s:.2f} s; load average {load_start} -> {load_end}")
     md = [
@@ -389,7 +408,7 @@ def end_to_end(args: argparse.Namespace) -> dict:
         "",
         *table,
         "",
-        *(f"- {name}: --jobs {cores} is {x:.2f}x --jobs 1" for name, x in speedups.items()),
+        *(f"- {name}: --jobs {cores} is {x:.2f}x {base_text}" for name, x in speedups.items()),
         f"- target (issue 16): >= {target['target_images_per_s']:,.0f} images/s on the MNIST "
         f"folder (2x the 140 measured before): {mnist_rate:,.0f}, "
         f"{'met' if target['met'] else 'NOT met'}",
