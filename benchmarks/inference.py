@@ -371,6 +371,7 @@ def end_to_end(args: argparse.Namespace) -> dict:
             "usable_cores": cores,
             "platform": platform.platform(),
             "python": sys.version.split()[0],
+            "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"),
             "load_average_at_start": load_start,
             "load_average_at_end": list(os.getloadavg()),
         },
@@ -404,7 +405,9 @@ def end_to_end(args: argparse.Namespace) -> dict:
         f"start to exit, median of {args.e2e_repeats} round-robin rounds. Start-up (the same "
         f"command on one file) {start_s:.2f} s. Load average at start {load_start}, end "
         f"{result['machine']['load_average_at_end']} (the machine is shared: compare rows "
-        "within one run).",
+        "within one run). `this` sets one torch inference thread per process at start "
+        "(`set_inference_threads`); the `before` code left torch at its default "
+        f"(OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS') or 'unset'}: one thread per core).",
         "",
         *table,
         "",
