@@ -486,7 +486,7 @@ def test_upload_that_cannot_be_shown_replaces_the_drawing(page, artifacts_dir):
         assert page.evaluate(ink) == 0, f"{name}: the old drawing is still on the stage"
         assert not page.locator("#pad").is_visible()
         assert name in page.inner_text("#stage-hint")
-        page.screenshot(path=artifacts_dir / f"web-desktop-unviewable-{name}.png")
+        page.screenshot(path=artifacts_dir / f"web-desktop-unviewable-{Path(name).stem}.png")
     page.keyboard.press("Control+z")  # leave the note
     page.keyboard.press("Control+z")  # the drawing comes back
     settle(page)
