@@ -293,3 +293,24 @@ def test_every_image_format_is_listed(tmp_path, capsys):
         main(["predict", "--help"])
     help_text = " ".join(capsys.readouterr().out.split())
     assert all(f.label in help_text for f in IMAGE_FORMATS)
+
+
+def test_onnx_backend_with_workers_preprocessing(images, capsys, tmp_path):
+    """ONNX Runtime's threads do not survive a fork: the workers only decode and preprocess,
+    the model runs in the main process, and the rows are the same as in one process."""
+    _, truth, _ = images
+    folder = tmp_path / "onnx"
+    folder.mkdir()
+    sources = [p for p in truth if p.endswith(".png")]
+    for k in range(34):
+        (folder / f"o{k:02d}.png").write_bytes(Path(sources[k % len(sources)]).read_bytes())
+    runs = []
+    for jobs in ("1", "2"):
+        code, out, _ = _run(
+            capsys, str(folder), "--backend", "onnx", "--format", "csv", "--jobs", jobs
+        )
+        assert code == 0
+        runs.append(out)
+    assert runs[0] == runs[1]
+    rows = list(csv.DictReader(io.StringIO(runs[1])))
+    assert len(rows) == 34 and all(r["digit"] for r in rows)
