@@ -234,10 +234,13 @@
     document.querySelector(".hint-sub").textContent = sub || "or drop / paste an image";
   }
 
-  function formatsText() {
-    const formats = (state.limits && state.limits.formats) || ["png", "jpeg", "gif", "bmp", "webp", "tiff"];
+  // "Choose a PNG, JPEG, ... or PPM file." from the formats the server reads (/api/model).
+  function chooseText() {
+    const formats = state.limits && state.limits.formats;
+    if (!formats || !formats.length) return "Choose an image file.";
     const names = formats.map((f) => (f === "webp" ? "WebP" : f.toUpperCase()));
-    return names.length > 1 ? `${names.slice(0, -1).join(", ")} or ${names[names.length - 1]}` : names[0];
+    const list = names.length > 1 ? `${names.slice(0, -1).join(", ")} or ${names[names.length - 1]}` : names[0];
+    return `Choose a ${list} file.`;
   }
 
   function takeStage(file) {
@@ -274,7 +277,7 @@
     if (file.type && !file.type.startsWith("image/")) {
       takeStage(null);
       showUnviewable(name, "it is not an image");
-      showError(`“${name}” is not an image`, `It is ${file.type}. Choose a ${formatsText()} file.`);
+      showError(`“${name}” is not an image`, `It is ${file.type}. ${chooseText()}`);
       return;
     }
     const limit = state.limits && state.limits.max_body_bytes;
