@@ -279,8 +279,9 @@ class EndToEndRow:
     jobs: int  # --jobs (0: the before code, which has no such option)
     wall_s: float  # median over the rounds, start-up included
     wall_s_all: list[float]
+    cpu_s: float  # median CPU seconds (user + sys, all processes), start-up included
     images_per_s: float  # files / median wall
-    images_per_s_after_startup: float  # files / (median wall - median start-up)
+    images_per_s_after_startup: float | None  # files / (median wall - median start-up)
 
 
 def _write_folders(root: Path, data_dir, n_mnist: int, n_canvas: int) -> dict[str, Path]:
@@ -303,21 +304,33 @@ def _write_folders(root: Path, data_dir, n_mnist: int, n_canvas: int) -> dict[st
     return folders
 
 
-def _time_predict(target: Path, model: str, jobs: int, src: Path | None = None) -> float:
-    """Wall seconds of ``python -m digitlab predict TARGET --format csv --jobs N`` (the
+def _time_predict(
+    target: Path, model: str, jobs: int, src: Path | None = None
+) -> tuple[float, float]:
+    """(wall, CPU) seconds of ``python -m digitlab predict TARGET --format csv --jobs N`` (the
     command's own thread settings: one torch thread per process); with ``src``, that code's
-    command (without ``--jobs``)."""
+    command (without ``--jobs``). CPU is user + sys of the command and its worker processes:
+    unlike wall time, it hardly depends on what else the machine runs."""
+    import resource
+
     env = {k: v for k, v in os.environ.items() if k != "DIGITLAB_TORCH_THREADS"}
     if src is not None:
         env["PYTHONPATH"] = str(src)
     cmd = [sys.executable, "-m", "digitlab", "predict", str(target), "--format", "csv"]
     cmd += ["--model", model] + ([] if src is not None else ["--jobs", str(jobs)])
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
     wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}): {proc.stderr[-2000:]}")
-    return wall
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return wall, cpu
+
+
+def _rate(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:,.0f}"
 
 
 def end_to_end(args: argparse.Namespace) -> dict:
@@ -337,20 +350,25 @@ def end_to_end(args: argparse.Namespace) -> dict:
         _time_predict(one_file, args.model, 1)  # warm the file cache and imports
         startup: list[float] = []
         walls: dict[tuple[str, str, int], list[float]] = {}
+        cpus: dict[tuple[str, str, int], list[float]] = {}
         for round_ in range(args.e2e_repeats):
             print(f"  end to end, round {round_ + 1}/{args.e2e_repeats}", flush=True)
-            startup.append(_time_predict(one_file, args.model, 1))
+            startup.append(_time_predict(one_file, args.model, 1)[0])
             for name, folder in folders.items():
                 for code, jobs in variants:
                     src = args.e2e_before_src if code == "before" else None
-                    wall = _time_predict(folder, args.model, jobs, src)
+                    wall, cpu = _time_predict(folder, args.model, jobs, src)
                     walls.setdefault((name, code, jobs), []).append(wall)
+                    cpus.setdefault((name, code, jobs), []).append(cpu)
         start_s = statistics.median(startup)
         for (name, code, jobs), times in walls.items():
             n = sum(1 for _ in folders[name].iterdir())
             wall = statistics.median(times)
-            rate_after = n / max(wall - start_s, 1e-9)
-            rows.append(EndToEndRow(name, n, code, jobs, wall, times, n / wall, rate_after))
+            # None where the run took hardly longer than start-up (the rate would be noise).
+            work = wall - start_s
+            rate_after = n / work if work > 0.1 * wall else None
+            cpu = statistics.median(cpus[(name, code, jobs)])
+            rows.append(EndToEndRow(name, n, code, jobs, wall, times, cpu, n / wall, rate_after))
     by = {(r.folder, r.code, r.jobs): r for r in rows}
     base = ("before", 0) if args.e2e_before_src is not None else ("this", 1)
     base_text = "the before code" if args.e2e_before_src is not None else "--jobs 1"
@@ -385,11 +403,12 @@ def end_to_end(args: argparse.Namespace) -> dict:
         "target": target,
     }
     table = [
-        "| folder | files | code | --jobs | wall s (median) | images/s | images/s after start-up |",
-        "|---|---:|---|---:|---:|---:|---:|",
+        "| folder | files | code | --jobs | wall s (median) | CPU s (median) | images/s "
+        "| images/s after start-up |",
+        "|---|---:|---|---:|---:|---:|---:|---:|",
         *(
             f"| {r.folder} | {r.files:,} | {r.code} | {r.jobs or '-'} | {r.wall_s:.2f} "
-            f"| {r.images_per_s:,.0f} | {r.images_per_s_after_startup:,.0f} |"
+            f"| {r.cpu_s:.2f} | {r.images_per_s:,.0f} | {_rate(r.images_per_s_after_startup)} |"
             for r in rows
         ),
     ]
