@@ -18,7 +18,21 @@ measured, the fastest is marked ``torch-best``), ``ort-float`` and ``ort-int8`` 
 ``.md``. Targets (issue 7): the fastest backend >= 20,000 images/s at batch 256 and < 1 ms per
 single image on 2 cores.
 
+**End to end** (issue 16): files in, answers out. A folder of MNIST-size PNGs (the first
+``--e2e-mnist`` test digits, 28x28) and one of canvas exports (``--e2e-canvas`` test digits
+drawn as 280x280 RGBA PNGs) go through the real command, ``python -m digitlab predict FOLDER
+--format csv``, timed from start to exit (start-up included, as a user sees it): ``--jobs 1``
+(everything in one process, as before issue 16) and ``--jobs`` the usable cores, round-robin
+for ``--e2e-repeats`` rounds; images/s is the file count over the median wall time. Also
+timed: the same command on one file (start-up: imports, loading the model), so the table
+gives the rate after start-up too. With ``--e2e-before-src DIR`` (a ``src`` folder of an
+earlier digitlab, e.g. ``git archive <commit> src | tar -x -C /tmp/before``) the same
+command of that code is timed in the same rounds, as the "before" row. Target: ``--jobs``
+cores >= 2x the one-process rate of issue 16 (140 images/s). Written to
+``benchmarks/results/inference_end_to_end.json`` / ``.md``.
+
     python benchmarks/inference.py --model default --threads 2
+    python benchmarks/inference.py --end-to-end-only          # just the end-to-end rows
 """
 
 from __future__ import annotations
@@ -29,6 +43,7 @@ import logging
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -47,6 +62,9 @@ TARGET_IMAGES_PER_S = 20_000  # batch 256, fastest backend, 2 cores
 TARGET_SINGLE_MS = 1.0  # one image, fastest backend
 WARMUP_CALLS = 5
 LATENCY_PERCENTILES = (50, 90)
+# Issue 16: `digitlab predict` on a folder read ~140 images/s (1,000 MNIST-size PNGs in 9.3 s).
+E2E_BEFORE_IMAGES_PER_S = 140.0
+E2E_TARGET_SPEEDUP = 2.0
 
 logger = logging.getLogger("benchmarks.inference")
 
@@ -79,6 +97,24 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--no-compile", action="store_true", help="skip torch.compile (slow to build)")
     p.add_argument("--data-dir", type=Path, help="MNIST folder (else $DIGITLAB_DATA)")
     p.add_argument("--out", type=Path, default=RESULTS / "inference", help="results path stem")
+    p.add_argument("--no-end-to-end", action="store_true", help="skip the end-to-end rows")
+    p.add_argument(
+        "--end-to-end-only", action="store_true", help="only the end-to-end rows (digitlab predict)"
+    )
+    p.add_argument("--e2e-mnist", type=int, default=1000, help="MNIST-size PNGs (end to end)")
+    p.add_argument("--e2e-canvas", type=int, default=300, help="canvas PNGs (end to end)")
+    p.add_argument("--e2e-repeats", type=int, default=3, help="rounds of end-to-end runs")
+    p.add_argument(
+        "--e2e-before-src",
+        type=Path,
+        help="a src/ folder of earlier digitlab code to time as 'before' (end to end)",
+    )
+    p.add_argument(
+        "--e2e-out",
+        type=Path,
+        default=RESULTS / "inference_end_to_end",
+        help="end-to-end results path stem",
+    )
     args = p.parse_args(argv)
     args.data_dir = mnist_dir(args.data_dir)  # --data-dir, $DIGITLAB_DATA or ../shared/mnist
     return args
@@ -230,6 +266,184 @@ def ort_backends(
     return out
 
 
+# --- end to end ---------------------------------------------------------------------------------
+
+
+@dataclass
+class EndToEndRow:
+    """One folder through ``digitlab predict`` with one ``--jobs`` setting."""
+
+    folder: str
+    files: int
+    code: str  # "this" (the checkout) or "before" (--e2e-before-src)
+    jobs: int  # --jobs (0: the before code, which has no such option)
+    wall_s: float  # median over the rounds, start-up included
+    wall_s_all: list[float]
+    cpu_s: float  # median CPU seconds (user + sys, all processes), start-up included
+    images_per_s: float  # files / median wall
+    images_per_s_after_startup: float | None  # files / (median wall - median start-up)
+
+
+def _write_folders(root: Path, data_dir, n_mnist: int, n_canvas: int) -> dict[str, Path]:
+    """The benchmark's image folders: MNIST-size PNGs and canvas-export PNGs."""
+    from PIL import Image
+
+    import tune_images as synth
+    from digitlab.training.data import load_mnist
+
+    mnist = load_mnist(data_dir, download=False)
+    folders = {"mnist-28x28-png": root / "mnist", "canvas-280x280-rgba-png": root / "canvas"}
+    for folder in folders.values():
+        folder.mkdir()
+    for i in range(n_mnist):
+        Image.fromarray(mnist.test_images[i]).save(folders["mnist-28x28-png"] / f"{i:05d}.png")
+    rng = np.random.default_rng(0)
+    for i in range(n_canvas):
+        img = synth.canvas(mnist.test_images[i], "rgba", rng)
+        img.save(folders["canvas-280x280-rgba-png"] / f"{i:05d}.png")
+    return folders
+
+
+def _time_predict(
+    target: Path, model: str, jobs: int, src: Path | None = None
+) -> tuple[float, float]:
+    """(wall, CPU) seconds of ``python -m digitlab predict TARGET --format csv --jobs N`` (the
+    command's own thread settings: one torch thread per process); with ``src``, that code's
+    command (without ``--jobs``). CPU is user + sys of the command and its worker processes:
+    unlike wall time, it hardly depends on what else the machine runs."""
+    import resource
+
+    env = {k: v for k, v in os.environ.items() if k != "DIGITLAB_TORCH_THREADS"}
+    if src is not None:
+        env["PYTHONPATH"] = str(src)
+    cmd = [sys.executable, "-m", "digitlab", "predict", str(target), "--format", "csv"]
+    cmd += ["--model", model] + ([] if src is not None else ["--jobs", str(jobs)])
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
+    wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}): {proc.stderr[-2000:]}")
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return wall, cpu
+
+
+def _rate(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:,.0f}"
+
+
+def end_to_end(args: argparse.Namespace) -> dict:
+    """Time folders of PNGs through ``digitlab predict``: one process vs the usable cores."""
+    from digitlab.core.settings import usable_cores
+
+    cores = usable_cores()
+    settings = sorted({1, cores})
+    variants = [("this", jobs) for jobs in settings]
+    if args.e2e_before_src is not None:
+        variants.insert(0, ("before", 0))
+    rows: list[EndToEndRow] = []
+    load_start = list(os.getloadavg())
+    with tempfile.TemporaryDirectory(prefix="digitlab-e2e-") as tmp:
+        folders = _write_folders(Path(tmp), args.data_dir, args.e2e_mnist, args.e2e_canvas)
+        one_file = next(iter(sorted(next(iter(folders.values())).iterdir())))
+        _time_predict(one_file, args.model, 1)  # warm the file cache and imports
+        startup: list[float] = []
+        walls: dict[tuple[str, str, int], list[float]] = {}
+        cpus: dict[tuple[str, str, int], list[float]] = {}
+        for round_ in range(args.e2e_repeats):
+            print(f"  end to end, round {round_ + 1}/{args.e2e_repeats}", flush=True)
+            startup.append(_time_predict(one_file, args.model, 1)[0])
+            for name, folder in folders.items():
+                for code, jobs in variants:
+                    src = args.e2e_before_src if code == "before" else None
+                    wall, cpu = _time_predict(folder, args.model, jobs, src)
+                    walls.setdefault((name, code, jobs), []).append(wall)
+                    cpus.setdefault((name, code, jobs), []).append(cpu)
+        start_s = statistics.median(startup)
+        for (name, code, jobs), times in walls.items():
+            n = sum(1 for _ in folders[name].iterdir())
+            wall = statistics.median(times)
+            # None where the run took hardly longer than start-up (the rate would be noise).
+            work = wall - start_s
+            rate_after = n / work if work > 0.1 * wall else None
+            cpu = statistics.median(cpus[(name, code, jobs)])
+            rows.append(EndToEndRow(name, n, code, jobs, wall, times, cpu, n / wall, rate_after))
+    by = {(r.folder, r.code, r.jobs): r for r in rows}
+    base = ("before", 0) if args.e2e_before_src is not None else ("this", 1)
+    base_text = "the before code" if args.e2e_before_src is not None else "--jobs 1"
+    speedups = {
+        name: by[(name, "this", cores)].images_per_s / by[(name, *base)].images_per_s
+        for name in folders
+    }
+    mnist_rate = by[("mnist-28x28-png", "this", cores)].images_per_s
+    target = {
+        "before_images_per_s": E2E_BEFORE_IMAGES_PER_S,
+        "target_images_per_s": E2E_BEFORE_IMAGES_PER_S * E2E_TARGET_SPEEDUP,
+        "value": mnist_rate,
+        "met": mnist_rate >= E2E_BEFORE_IMAGES_PER_S * E2E_TARGET_SPEEDUP,
+    }
+    result = {
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "machine": {
+            "usable_cores": cores,
+            "platform": platform.platform(),
+            "python": sys.version.split()[0],
+            "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"),
+            "load_average_at_start": load_start,
+            "load_average_at_end": list(os.getloadavg()),
+        },
+        "model": args.model,
+        "command": "python -m digitlab predict FOLDER --format csv --jobs N",
+        "before_src": str(args.e2e_before_src) if args.e2e_before_src else None,
+        "startup_s": start_s,
+        "startup_s_all": startup,
+        "rows": [asdict(r) for r in rows],
+        "speedup": speedups,
+        "target": target,
+    }
+    table = [
+        "| folder | files | code | --jobs | wall s (median) | CPU s (median) | images/s "
+        "| images/s after start-up |",
+        "|---|---:|---|---:|---:|---:|---:|---:|",
+        *(
+            f"| {r.folder} | {r.files:,} | {r.code} | {r.jobs or '-'} | {r.wall_s:.2f} "
+            f"| {r.cpu_s:.2f} | {r.images_per_s:,.0f} | {_rate(r.images_per_s_after_startup)} |"
+            for r in rows
+        ),
+    ]
+    print("\n".join(table))
+    for name, x in speedups.items():
+        print(f"{name}: --jobs {cores} is {x:.2f}x {base_text}")
+    load_end = list(os.getloadavg())
+    print(f"start-up (one file) {start_s:.2f} s; load average {load_start} -> {load_end}")
+    md = [
+        "# End to end: `digitlab predict` on a folder of PNGs",
+        "",
+        f"`{result['command']}`, model `{args.model}`, {cores} usable cores; wall time from "
+        f"start to exit, median of {args.e2e_repeats} round-robin rounds. Start-up (the same "
+        f"command on one file) {start_s:.2f} s. Load average at start {load_start}, end "
+        f"{result['machine']['load_average_at_end']} (the machine is shared: compare rows "
+        "within one run). `this` sets one torch inference thread per process at start "
+        "(`set_inference_threads`); the `before` code left torch at its default "
+        f"(OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS') or 'unset'}: one thread per core).",
+        "",
+        *table,
+        "",
+        *(f"- {name}: --jobs {cores} is {x:.2f}x {base_text}" for name, x in speedups.items()),
+        f"- target (issue 16): >= {target['target_images_per_s']:,.0f} images/s on the MNIST "
+        f"folder (2x the 140 measured before): {mnist_rate:,.0f}, "
+        f"{'met' if target['met'] else 'NOT met'}",
+        "",
+        f"_{result['date']}_",
+    ]
+    args.e2e_out.parent.mkdir(parents=True, exist_ok=True)
+    args.e2e_out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
+    args.e2e_out.with_suffix(".md").write_text("\n".join(md) + "\n")
+    print(f"wrote {args.e2e_out.with_suffix('.json')} and {args.e2e_out.with_suffix('.md')}")
+    return result
+
+
 # --- report ---------------------------------------------------------------------------------------
 
 
@@ -289,6 +503,9 @@ def render_table(rows: list[Row], best: dict[str, str]) -> str:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    if args.end_to_end_only:
+        end_to_end(args)
+        return 0
     os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
     import torch
 
@@ -414,6 +631,8 @@ def main(argv: list[str] | None = None) -> int:
     ]
     args.out.with_suffix(".md").write_text("\n".join(md) + "\n")
     print(f"wrote {args.out.with_suffix('.json')} and {args.out.with_suffix('.md')}")
+    if not args.no_end_to_end:
+        end_to_end(args)
     return 0
 
 

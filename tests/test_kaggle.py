@@ -149,9 +149,21 @@ def test_make_csv_writes_kaggle_format_from_mnist(competition: Path, mnist) -> N
         values = np.array(test_rows[row - 1], dtype=np.int64).reshape(28, 28)
         np.testing.assert_array_equal(values, images[index])
         assert int(answers[row - 1][1]) == labels[index]
-    # train.csv comes from MNIST train; test.csv from the rest of MNIST train plus MNIST test.
+    # train.csv comes from MNIST train; test.csv from MNIST test only (a model trained on
+    # MNIST train must not be scored on images it was trained on).
     assert {where["train.csv", r][0] for r in range(1, TRAIN_ROWS + 1)} == {"train"}
-    assert {where["test.csv", r][0] for r in range(1, TEST_ROWS + 1)} == {"train", "test"}
+    assert {where["test.csv", r][0] for r in range(1, TEST_ROWS + 1)} == {"test"}
+
+
+def test_default_split_tests_on_all_of_mnist_test_and_only_on_it() -> None:
+    from digitlab.training.kaggle import KAGGLE_TRAIN_ROWS, competition_split
+
+    train_idx, test_idx = competition_split()
+    assert len(train_idx) == KAGGLE_TRAIN_ROWS and train_idx.max() < 60_000
+    assert sorted(test_idx.tolist()) == list(range(60_000, 70_000))  # each test image once
+    assert test_idx.tolist() != sorted(test_idx.tolist())  # shuffled
+    again = competition_split()
+    assert all(np.array_equal(a, b) for a, b in zip(again, (train_idx, test_idx), strict=True))
 
 
 def test_make_csv_puts_no_image_in_both_files(competition: Path) -> None:
@@ -177,6 +189,13 @@ def test_make_csv_rejects_more_rows_than_mnist_has(tmp_path: Path, mnist_dir, ca
     assert rc == 2
     assert "--train-rows" in capsys.readouterr().err
     assert not (tmp_path / "c" / "train.csv").exists()
+    rc = main(
+        ["kaggle", "--make-csv", target, "--data-dir", str(mnist_dir), "--test-rows", "10001"]
+    )
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert "--test-rows" in err and "10,000" in err and "MNIST's test images" in err
+    assert not (tmp_path / "c" / "test.csv").exists()
 
 
 # --- training and the submission ---------------------------------------------------------------

@@ -7,6 +7,7 @@ import io
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -159,3 +160,157 @@ def test_console_entry_point(images):
     )
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)[0]["digit"] == truth[str(root / "digit1.png")]
+
+
+def test_explain_maps_the_reading_the_engine_chose(mnist, recognizer, capsys, tmp_path):
+    """A digit cropped tight (a photo whose plain threshold wins): the CLI's heat map is the
+    engine's own, computed on the reading it chose, not on the one it dropped."""
+    from digitlab.engine.decode import load_image
+    from digitlab.engine.explain import overlay
+    from digitlab.engine.preprocess import to_model_input
+
+    path = tmp_path / "tight.png"
+    Image.fromarray(synth.cropped_tight(mnist.test_images[1], 120, dark_on_light=True)).save(path)
+    pre = to_model_input(str(path))
+    assert pre.alternative is not None  # read both ways; the plain reading must win
+    assert recognizer.predict_preprocessed([pre])[0].preprocessed is not pre.image
+    assert np.array_equal(recognizer.predict(str(path)).preprocessed, pre.alternative.image)
+
+    out_dir = tmp_path / "heat"
+    code, out, _ = _run(capsys, str(path), "--explain", str(out_dir), "--format", "json")
+    assert code == 0
+    (row,) = json.loads(out)
+    expected = recognizer.predict(str(path), explain=True)
+    assert row["digit"] == expected.digit == int(mnist.test_labels[1])
+    written = np.asarray(Image.open(row["heatmap"]).convert("RGB"), dtype=np.int16)
+    want = np.asarray(overlay(load_image(str(path)), expected.heatmap), dtype=np.int16)
+    assert written.shape == want.shape
+    assert np.abs(written - want).max() <= 1
+
+
+def test_number_mode_reports_the_number_not_the_whole_strip(images, capsys):
+    """In number mode every field describes the number: no single-digit reading of the whole
+    strip beside it, and one uncertain flag, the number's."""
+    root, _, number = images
+    strip = str(root / "number.png")
+    code, out, _ = _run(capsys, strip, "--number", "--format", "json", "--top-k", "2")
+    assert code == 0
+    (row,) = json.loads(out)
+    assert row["number"] == number
+    for key in ("digit", "confidence", "probabilities", "top", "number_uncertain"):
+        assert key not in row
+    digits = [d["prediction"] for d in row["digits"]]
+    assert [d["digit"] for d in digits] == [int(c) for c in number]
+    assert row["confidences"] == [d["confidence"] for d in digits]
+    assert all(0.0 < c <= 1.0 for c in row["confidences"])
+    assert all(len(d["top"]) == 2 for d in digits)
+    assert row["uncertain"] == any(d["uncertain"] for d in digits)
+
+    code, out, _ = _run(capsys, strip, "--number")
+    header, line = out.splitlines()
+    assert header.split()[:3] == ["path", "number", "digits"]
+    assert line.split()[1] == number and "conf" not in header
+    assert line.split()[2 : 2 + len(number)] == [
+        f"{c}:{p:.2f}" for c, p in zip(number, row["confidences"], strict=True)
+    ]
+
+    code, out, _ = _run(capsys, strip, "--number", "--format", "csv")
+    (csv_row,) = list(csv.DictReader(io.StringIO(out)))
+    assert csv_row["number"] == number and "digit" not in csv_row
+    assert csv_row["uncertain"] == str(int(row["uncertain"]))
+
+
+def test_worker_processes_give_the_same_rows_in_order(images, capsys, tmp_path):
+    """Many files are shared among processes; rows, errors and heat-map names come out as
+    one process gives them (the same file twice gets two distinct heat maps)."""
+    root, truth, _ = images
+    folder = tmp_path / "many"
+    (folder / "b").mkdir(parents=True)
+    sources = [p for p in truth if p.endswith(".png")]
+    for k in range(40):
+        src = Path(sources[k % len(sources)])
+        sub = folder / ("b" if k % 2 else "")
+        (sub / f"x{k:02d}.png").write_bytes(src.read_bytes())
+    (folder / "b" / "x00.png").write_bytes((root / "digit0.png").read_bytes())  # same stem
+    (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
+    runs = {}
+    for jobs in ("1", "2"):
+        out_dir = tmp_path / f"heat{jobs}"
+        args = [str(folder), "--format", "json", "--jobs", jobs, "--explain", str(out_dir)]
+        code, out, err = _run(capsys, *args)
+        assert code == 1 and "1 of 42 inputs failed" in err
+        runs[jobs] = json.loads(out)
+    one, two = runs["1"], runs["2"]
+    assert [r["path"] for r in one] == [r["path"] for r in two]
+    for a, b in zip(one, two, strict=True):
+        assert a["digit"] == b["digit"] and a["error"] == b["error"]
+        assert a["probabilities"] == pytest.approx(b["probabilities"], abs=1e-5)
+        assert a.get("heatmap") is None or Path(a["heatmap"]).name == Path(b["heatmap"]).name
+    heatmaps = [r["heatmap"] for r in two if r["error"] is None]
+    assert len(heatmaps) == 41 and len(set(heatmaps)) == 41
+    assert all(Path(h).is_file() for h in heatmaps)
+    assert "broken.png" in next(r["error"] for r in two if r["error"])
+
+
+def test_number_mode_in_worker_processes(images, capsys, tmp_path):
+    root, _, number = images
+    folder = tmp_path / "numbers"
+    folder.mkdir()
+    for k in range(33):
+        (folder / f"n{k:02d}.png").write_bytes((root / "number.png").read_bytes())
+    code, out, _ = _run(capsys, str(folder), "--number", "--format", "json", "--jobs", "2")
+    assert code == 0
+    assert [r["number"] for r in json.loads(out)] == [number] * 33
+
+
+def test_unknown_model_name_lists_the_valid_names(images, capsys):
+    root, _, _ = images
+    code, _, err = _run(capsys, str(root / "digit0.png"), "--model", "resnet9000")
+    assert code == 2 and "resnet9000" in err
+    assert "default" in err and "ensemble" in err and "Traceback" not in err
+
+
+def test_bad_jobs_and_explain_with_number_are_usage_errors(images, capsys, tmp_path):
+    root, _, _ = images
+    code, _, err = _run(capsys, str(root / "digit0.png"), "--jobs", "0")
+    assert code == 2 and "--jobs" in err
+    code, _, err = _run(capsys, str(root / "number.png"), "--number", "--explain", str(tmp_path))
+    assert code == 2 and "--explain" in err and "--number" in err
+
+
+def test_every_image_format_is_listed(tmp_path, capsys):
+    """Folders find every format the decoder reads (PPM included), and --help names them."""
+    from digitlab.apps.commands.predict import expand_inputs
+    from digitlab.core.constants import IMAGE_FORMATS, IMAGE_SUFFIXES
+
+    Image.new("L", (28, 28)).save(tmp_path / "a.ppm")
+    Image.new("L", (28, 28)).save(tmp_path / "b.pgm")
+    assert [Path(p).name for p, _ in expand_inputs([str(tmp_path)])] == ["a.ppm", "b.pgm"]
+    (tmp_path / "empty").mkdir()
+    ((_, problem),) = expand_inputs([str(tmp_path / "empty")])
+    assert all(s in problem for s in IMAGE_SUFFIXES)
+    with pytest.raises(SystemExit):
+        main(["predict", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert all(f.label in help_text for f in IMAGE_FORMATS)
+
+
+def test_onnx_backend_with_workers_preprocessing(images, capsys, tmp_path):
+    """ONNX Runtime's threads do not survive a fork: the workers only decode and preprocess,
+    the model runs in the main process, and the rows are the same as in one process."""
+    _, truth, _ = images
+    folder = tmp_path / "onnx"
+    folder.mkdir()
+    sources = [p for p in truth if p.endswith(".png")]
+    for k in range(34):
+        (folder / f"o{k:02d}.png").write_bytes(Path(sources[k % len(sources)]).read_bytes())
+    runs = []
+    for jobs in ("1", "2"):
+        code, out, _ = _run(
+            capsys, str(folder), "--backend", "onnx", "--format", "csv", "--jobs", jobs
+        )
+        assert code == 0
+        runs.append(out)
+    assert runs[0] == runs[1]
+    rows = list(csv.DictReader(io.StringIO(runs[1])))
+    assert len(rows) == 34 and all(r["digit"] for r in rows)

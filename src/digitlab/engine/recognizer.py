@@ -320,16 +320,10 @@ class Recognizer:
         aligned with the input image. Raises ImageError for unreadable images.
         """
         top_k = _check_top_k(top_k)
-        pre = self._choose_alternatives([to_model_input(image)])[0]
-        prediction = self.predict_preprocessed([pre], top_k=top_k)[0]
-        if explain:
-            from digitlab.engine.explain import explain_prediction
-
-            prediction.heatmap = explain_prediction(self, pre, prediction)
-        return prediction
+        return self.predict_preprocessed([to_model_input(image)], top_k=top_k, explain=explain)[0]
 
     def predict_batch(
-        self, images: Iterable[Any], *, top_k: int = DEFAULT_TOP_K
+        self, images: Iterable[Any], *, top_k: int = DEFAULT_TOP_K, explain: bool = False
     ) -> list[Prediction]:
         """Recognise one digit in each image, in one batched pass through the model.
 
@@ -338,17 +332,30 @@ class Recognizer:
         :func:`digitlab.engine.preprocess.to_model_input` to handle failures one by one.
         """
         top_k = _check_top_k(top_k)
-        return self.predict_preprocessed([to_model_input(im) for im in images], top_k=top_k)
+        items = [to_model_input(im) for im in images]
+        return self.predict_preprocessed(items, top_k=top_k, explain=explain)
 
     def predict_preprocessed(
-        self, items: Sequence[Preprocessed], *, top_k: int = DEFAULT_TOP_K
+        self, items: Sequence[Preprocessed], *, top_k: int = DEFAULT_TOP_K, explain: bool = False
     ) -> list[Prediction]:
         """Predictions for already preprocessed images (no-ink items give digit None).
 
-        One batched pass over every inked image and its stability views.
+        One batched pass over every inked image and its stability views. With ``explain``
+        each prediction carries a heat map (aligned with its input image) of the reading
+        the recogniser chose: for a photo read two ways, the one it kept.
         """
         top_k = _check_top_k(top_k)
         items = self._choose_alternatives(items)
+        out = self._predict_chosen(items, top_k)
+        if explain:
+            from digitlab.engine.explain import explain_prediction
+
+            for pre, prediction in zip(items, out, strict=True):
+                prediction.heatmap = explain_prediction(self, pre, prediction)
+        return out
+
+    def _predict_chosen(self, items: Sequence[Preprocessed], top_k: int) -> list[Prediction]:
+        """Predictions for items whose alternatives are already decided."""
         inked = [i for i, p in enumerate(items) if p.has_ink]
         out = [make_prediction(None, p.image, top_k) for p in items]
         if not inked:
@@ -384,8 +391,7 @@ class Recognizer:
         chosen = list(items)
         for k, i in enumerate(pairs):
             floor = energy[k, 0] if items[i].has_ink else ALTERNATIVE_MIN_ENERGY
-            # Decided once: the kept reading carries no alternative (predict() decides before
-            # predict_preprocessed() would ask again).
+            # Decided once: the kept reading carries no alternative.
             if energy[k, 1] > floor:
                 chosen[i] = items[i].alternative  # it has none of its own
             else:

@@ -630,18 +630,30 @@ def download_mnist(target_dir: str | os.PathLike | None = None) -> list[str]:
     """Download the MNIST files missing from ``target_dir`` (default: the cache); the URLs used.
 
     Files already there (any accepted spelling) are kept; each new file is verified before it
-    is renamed into place, so the folder never holds a partial or unverified download.
+    is renamed into place, so the folder never holds a partial or unverified download. When
+    the download fails, the folders this call created are removed again if they are empty.
     """
     target = Path(target_dir) if target_dir is not None else cache_dir()
+    created = [p for p in (target, *target.parents) if not p.exists()]  # deepest first
     try:
         target.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise DataError(f"cannot create {target}: {exc.strerror or exc}") from exc
     mirror_urls = mirrors()
     used = []
-    for spec in MNIST_FILES.values():
-        if _find_idx_file(target, spec) is None:
-            used.append(download_file(spec, target, mirror_urls))
+    try:
+        for spec in MNIST_FILES.values():
+            if _find_idx_file(target, spec) is None:
+                used.append(download_file(spec, target, mirror_urls))
+    except BaseException:
+        # A failed (or interrupted) download leaves no empty folder behind: remove the ones
+        # made here, while they are empty (rmdir never removes a file).
+        for folder in created:
+            try:
+                folder.rmdir()
+            except OSError:
+                break
+        raise
     return used
 
 

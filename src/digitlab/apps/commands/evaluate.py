@@ -1,4 +1,8 @@
-"""``digitlab evaluate``: accuracy, per-class precision/recall, confusion matrix, error gallery."""
+"""``digitlab evaluate``: accuracy, per-class precision/recall, confusion matrix, error gallery.
+
+The report goes to stdout; the pictures (``confusion.png``, ``errors.png``) are written only
+when asked, into ``--out DIR``: evaluating never leaves files behind unasked.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ from pathlib import Path
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    """Add the ``evaluate`` subcommand."""
     p = sub.add_parser("evaluate", help="evaluate a checkpoint on MNIST")
     p.add_argument(
         "checkpoint",
@@ -22,8 +27,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data-dir", help="folder with MNIST (else $DIGITLAB_DATA, cache, download)")
     p.add_argument(
         "--out",
-        help="folder for confusion.png and errors.png "
-        "(default: eval-<split> next to a run's checkpoint, ./digitlab-eval otherwise)",
+        metavar="DIR",
+        help="write confusion.png and errors.png into DIR (default: no files)",
     )
     p.add_argument(
         "--tta",
@@ -46,17 +51,8 @@ def _split_arrays(data, ckpt: dict, split: str):
     return data.train_images[idx], data.train_labels[idx]
 
 
-def _default_out(ckpt_path: Path, split: str) -> Path:
-    from digitlab.core.resolve import BUNDLED_MODEL
-
-    if ckpt_path.resolve() == BUNDLED_MODEL.resolve():
-        return Path("digitlab-eval") / split
-    if ckpt_path.resolve().parent == BUNDLED_MODEL.resolve().parent:  # never inside the package
-        return Path("digitlab-eval") / f"{ckpt_path.stem}-{split}"
-    return ckpt_path.parent / f"eval-{ckpt_path.stem}-{split}"
-
-
 def run(args: argparse.Namespace) -> int:
+    """Evaluate the checkpoint and print the report (and write the pictures with --out)."""
     from digitlab.core.errors import DigitlabError
     from digitlab.training.checkpoint import load_model_from_checkpoint
     from digitlab.training.data import load_mnist
@@ -74,19 +70,23 @@ def run(args: argparse.Namespace) -> int:
     report = evaluate_model(
         model, images, labels, split=args.split, temperature=float(ckpt.get("temperature", 1.0))
     )
-    out = Path(args.out) if args.out else _default_out(Path(ckpt["path"]), args.split)
-    save_confusion_png(
-        report,
-        out / "confusion.png",
-        f"{ckpt['model_name']} on {args.split}: {report.accuracy:.2%}",
-    )
-    n_wrong = save_error_gallery(report, images, labels, out / "errors.png")
+    files: dict[str, str] = {}
+    n_wrong = 0
+    if args.out:
+        out = Path(args.out)
+        save_confusion_png(
+            report,
+            out / "confusion.png",
+            f"{ckpt['model_name']} on {args.split}: {report.accuracy:.2%}",
+        )
+        n_wrong = save_error_gallery(report, images, labels, out / "errors.png")
+        files = {"confusion": str(out / "confusion.png"), "errors": str(out / "errors.png")}
     result = {
         "model": ckpt["model_name"],
         "checkpoint": ckpt["path"],
         "tta": args.tta,
         **report.to_dict(),
-        "files": {"confusion": str(out / "confusion.png"), "errors": str(out / "errors.png")},
+        "files": files,
     }
     if args.json:
         print(json.dumps(result, indent=2))
@@ -99,6 +99,7 @@ def run(args: argparse.Namespace) -> int:
     print("digit  precision  recall  support")
     for d, m in result["per_class"].items():
         print(f"{d:>5}  {m['precision']:>9.4f}  {m['recall']:>6.4f}  {m['support']:>7}")
-    print(f"confusion matrix: {out / 'confusion.png'}")
-    print(f"{n_wrong} misclassified shown in: {out / 'errors.png'}")
+    if files:
+        print(f"confusion matrix: {files['confusion']}")
+        print(f"{n_wrong} misclassified shown in: {files['errors']}")
     return 0

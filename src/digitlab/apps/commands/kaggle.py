@@ -59,7 +59,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="write train.csv, test.csv, answers.csv and sources.csv made from MNIST into DIR",
     )
     m.add_argument("--train-rows", type=int, metavar="N", help="rows of train.csv (default 42,000)")
-    m.add_argument("--test-rows", type=int, metavar="N", help="rows of test.csv (default 28,000)")
+    m.add_argument(
+        "--test-rows",
+        type=int,
+        metavar="N",
+        help="rows of test.csv, from MNIST test (default: all of it)",
+    )
     s = p.add_argument_group("scoring")
     s.add_argument("--score", metavar="CSV", help="check and score this submission")
     s.add_argument("--answers", metavar="CSV", help="answer key (ImageId,Label) for --score")
@@ -116,14 +121,18 @@ def _check_mode_options(args: argparse.Namespace) -> None:
 
 def _make_csv(args: argparse.Namespace) -> int:
     from digitlab.training.data import load_mnist
-    from digitlab.training.kaggle import KAGGLE_TEST_ROWS, KAGGLE_TRAIN_ROWS, make_competition_csvs
+    from digitlab.training.kaggle import (
+        KAGGLE_TRAIN_ROWS,
+        MAKE_CSV_TEST_ROWS,
+        make_competition_csvs,
+    )
 
     train_rows = args.train_rows if args.train_rows is not None else KAGGLE_TRAIN_ROWS
-    test_rows = args.test_rows if args.test_rows is not None else KAGGLE_TEST_ROWS
+    test_rows = args.test_rows if args.test_rows is not None else MAKE_CSV_TEST_ROWS
     mnist = load_mnist(args.data_dir)
     files = make_competition_csvs(args.make_csv, mnist, train_rows=train_rows, test_rows=test_rows)
     print(f"{files.train_csv}: {files.train_rows:,} labelled rows (from MNIST train)")
-    print(f"{files.test_csv}: {files.test_rows:,} rows to predict (rest of MNIST train + test)")
+    print(f"{files.test_csv}: {files.test_rows:,} rows to predict (from MNIST test)")
     print(f"{files.answers_csv}: the answer key for test.csv (ImageId,Label)")
     print(f"{files.sources_csv}: the MNIST image behind every row")
     print(

@@ -1,13 +1,19 @@
 """``digitlab predict``: recognise the digits in image files, folders and globs.
 
     digitlab predict PATH... [--model M] [--backend auto|torch|onnx] [--top-k K] [--number]
-                     [--format table|json|csv] [--explain DIR] [--batch-size N]
+                     [--format table|json|csv] [--explain DIR] [--jobs N] [--batch-size N]
 
 Folders are searched recursively for images; globs (``"scans/**/*.png"``) are expanded by us,
-so they work quoted and on every shell. Images are preprocessed one by one (an unreadable file
-becomes a row with an ``error`` and does not stop the others) and recognised in batches. A
-progress bar is shown on stderr when there are many files and stderr is a terminal. The exit
-status is 0 when every file was read, 1 when any failed, 2 for a usage error or a bad model.
+so they work quoted and on every shell. Each file is decoded and preprocessed on its own (an
+unreadable file becomes a row with an ``error`` and does not stop the others) and the network
+runs on batches of files. With many files the work is shared by ``--jobs`` processes (default:
+the usable cores), each taking chunks of files in order. A progress bar is shown on stderr when
+there are many files and stderr is a terminal. The exit status is 0 when every file was read, 1
+when any failed, 2 for a usage error or a bad model.
+
+In number mode (``--number``) each row describes the number read from the file: ``number``,
+the per-digit ``confidences``, the number's ``uncertain`` flag and each digit's box and
+prediction; the file is not also read as one digit.
 """
 
 from __future__ import annotations
@@ -17,17 +23,38 @@ import csv
 import glob
 import io
 import json
+import logging
+import math
+import multiprocessing
 import os
+import signal
 import sys
+from concurrent.futures import Executor, ProcessPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+from digitlab.core.constants import (
+    BACKENDS,
+    IMAGE_FORMATS_TEXT,
+    IMAGE_SUFFIXES,
+    NUM_CLASSES,
+    OUTPUT_FORMATS,
+)
+from digitlab.core.errors import DigitlabError
+from digitlab.core.settings import usable_cores
+
+log = logging.getLogger(__name__)
+
 GLOB_CHARS = "*?["
-FORMATS = ("table", "json", "csv")
 DEFAULT_BATCH = 64
 # Show a progress bar from this many files on (on a terminal only).
 PROGRESS_MIN_FILES = 20
+# Share the work among processes from this many files on: below it, starting the processes
+# costs more than it saves.
+PARALLEL_MIN_FILES = 32
+# Chunks of files per worker process: enough that the workers finish together.
+CHUNKS_PER_JOB = 4
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -35,7 +62,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "predict",
         help="recognise digits (or numbers) in image files, folders and globs",
-        description="Recognise the digit in each image (PNG, JPEG, BMP, GIF, WebP, TIFF). "
+        description=f"Recognise the digit in each image ({IMAGE_FORMATS_TEXT}). "
         "Folders are searched recursively; quote globs such as 'scans/**/*.png'.",
     )
     p.add_argument("paths", nargs="+", metavar="PATH", help="image file, folder or glob")
@@ -44,12 +71,21 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="checkpoint (.pt) or ONNX (.onnx) file, or 'ensemble' (default: the bundled model)",
     )
-    p.add_argument("--backend", choices=("auto", "torch", "onnx"), default="auto")
-    p.add_argument("--top-k", type=int, default=3, metavar="K", help="top digits to list (1-10)")
+    p.add_argument("--backend", choices=BACKENDS, default="auto")
+    p.add_argument(
+        "--top-k", type=int, default=3, metavar="K", help=f"top digits to list (1-{NUM_CLASSES})"
+    )
     p.add_argument("--number", action="store_true", help="read a multi-digit number in each image")
-    p.add_argument("--format", choices=FORMATS, default="table", help="output format")
+    p.add_argument("--format", choices=OUTPUT_FORMATS, default="table", help="output format")
     p.add_argument(
         "--explain", metavar="DIR", default=None, help="write heat-map overlays (PNG) into DIR"
+    )
+    p.add_argument(
+        "--jobs",
+        type=int,
+        default=None,
+        metavar="N",
+        help="processes sharing the files (default: the usable cores; 1 = this process only)",
     )
     p.add_argument("--batch-size", type=int, default=DEFAULT_BATCH, help=argparse.SUPPRESS)
     p.set_defaults(func=run)
@@ -113,12 +149,22 @@ def expand_inputs(paths: list[str]) -> list[tuple[str, str | None]]:
 # ---------------------------------------------------------------------------------------------
 
 
-def _row(path: str, error: str | None = None) -> dict[str, Any]:
+def _row(path: str, number: bool, error: str | None = None) -> dict[str, Any]:
+    """An empty row: what a file that could not be read reports."""
+    if number:
+        return {
+            "path": path,
+            "number": "",
+            "confidences": [],
+            "uncertain": True,
+            "digits": [],
+            "error": error,
+        }
     return {
         "path": path,
         "digit": None,
         "confidence": 0.0,
-        "probabilities": [0.0] * 10,
+        "probabilities": [0.0] * NUM_CLASSES,
         "top": [],
         "uncertain": True,
         "error": error,
@@ -136,72 +182,202 @@ def _progress(total: int):
     return tqdm(total=total, unit="img", file=sys.stderr, desc="predict")
 
 
-def _write_heatmap(rec: Any, path: str, pre: Any, prediction: Any, out_dir: Path) -> str:
-    """Save the heat map overlay of one prediction; returns the file written."""
-    from digitlab.engine.decode import load_image
-    from digitlab.engine.explain import explain_prediction, overlay
+def _read_error(path: str, exc: DigitlabError | OSError) -> str:
+    """The one-line message for a file that could not be read."""
+    if isinstance(exc, DigitlabError):
+        return str(exc)
+    return f"{path}: {exc.strerror or exc}"  # e.g. a file vanishing between listing and reading
 
-    heat = explain_prediction(rec, pre, prediction)
-    target = out_dir / f"{Path(path).stem}.heatmap.png"
-    n = 1
-    while target.exists():
-        n += 1
-        target = out_dir / f"{Path(path).stem}.heatmap-{n}.png"
-    overlay(load_image(path), heat).save(target)
+
+def _heatmap_targets(paths: list[str], out_dir: Path) -> list[Path]:
+    """A distinct ``<stem>.heatmap[-n].png`` in ``out_dir`` for each path, chosen up front so
+    that processes writing in parallel never pick the same name."""
+    taken: set[Path] = set()
+    out = []
+    for path in paths:
+        stem = Path(path).stem
+        target = out_dir / f"{stem}.heatmap.png"
+        n = 1
+        while target in taken or target.exists():
+            n += 1
+            target = out_dir / f"{stem}.heatmap-{n}.png"
+        taken.add(target)
+        out.append(target)
+    return out
+
+
+@dataclass
+class Job:
+    """What every chunk of files is read with (handed to worker processes)."""
+
+    number: bool
+    top_k: int
+    explain: bool
+
+
+@dataclass
+class Prepared:
+    """Chunk results that still need the network (when the workers cannot run the model)."""
+
+    items: list[Any]  # Preprocessed, or None for a file that failed
+    rows: list[dict[str, Any]]
+
+
+def _write_heatmap(path: str, heatmap: Any, target: Path) -> str:
+    """Save a prediction's heat map over its input image; returns the file written."""
+    from digitlab.engine.decode import load_image
+    from digitlab.engine.explain import overlay
+
+    overlay(load_image(path), heatmap).save(target)
     return str(target)
+
+
+def _prepare(paths: list[str], job: Job) -> Prepared:
+    """Decode and preprocess each file (no network): the items and rows for the failures."""
+    from digitlab.engine.preprocess import to_model_input
+
+    items: list[Any] = []
+    rows = []
+    for path in paths:
+        row = _row(path, job.number)
+        try:
+            items.append(to_model_input(path))
+        except (DigitlabError, OSError) as exc:
+            row["error"] = _read_error(path, exc)
+            items.append(None)
+        rows.append(row)
+    return Prepared(items, rows)
+
+
+def _finish(
+    rec: Any, prepared: Prepared, job: Job, targets: list[Path | None]
+) -> list[dict[str, Any]]:
+    """Run the network over a prepared chunk (one batch) and fill in its rows."""
+    ready = [k for k, item in enumerate(prepared.items) if item is not None]
+    preds = rec.predict_preprocessed(
+        [prepared.items[k] for k in ready], top_k=job.top_k, explain=job.explain
+    )
+    for k, pred in zip(ready, preds, strict=True):
+        row = prepared.rows[k]
+        row.update(pred.to_dict(images=False))
+        target = targets[k]
+        if target is not None and pred.heatmap is not None and pred.digit is not None:
+            row["heatmap"] = _write_heatmap(row["path"], pred.heatmap, target)
+    return prepared.rows
+
+
+def _read_numbers(rec: Any, paths: list[str], job: Job) -> list[dict[str, Any]]:
+    """Number-mode rows: each file read as a multi-digit number."""
+    rows = []
+    for path in paths:
+        row = _row(path, True)
+        try:
+            result = rec.read_number(path, top_k=job.top_k)
+        except (DigitlabError, OSError) as exc:
+            row["error"] = _read_error(path, exc)
+        else:
+            row["number"] = result.number
+            row["confidences"] = [float(d.prediction.confidence) for d in result.digits]
+            row["uncertain"] = bool(result.uncertain)
+            row["digits"] = [d.to_dict(images=False) for d in result.digits]
+        rows.append(row)
+    return rows
+
+
+def _recognise_chunk(
+    rec: Any, paths: list[str], job: Job, targets: list[Path | None]
+) -> list[dict[str, Any]]:
+    """Rows for one chunk of files, read in this process."""
+    if job.number:
+        return _read_numbers(rec, paths, job)
+    return _finish(rec, _prepare(paths, job), job, targets)
+
+
+# The recogniser the worker processes inherit (set before they are forked).
+_WORKER_RECOGNIZER: Any = None
+
+
+def _worker_chunk(
+    paths: list[str], job: Job, targets: list[Path | None]
+) -> list[dict[str, Any]] | Prepared:
+    """In a worker: the chunk's rows, or (without the model) its preprocessed items."""
+    if _WORKER_RECOGNIZER is None:
+        return _prepare(paths, job)
+    return _recognise_chunk(_WORKER_RECOGNIZER, paths, job, targets)
+
+
+def _fork_safe(rec: Any) -> bool:
+    """Can a forked process run this recogniser's model? PyTorch on one thread can (the
+    CLI sets it before any pass); ONNX Runtime's thread pool does not survive a fork."""
+    return getattr(rec.info, "backend", None) == "torch"
+
+
+def _pool(jobs: int, rec: Any) -> Executor | None:
+    """Worker processes forked from this one (they inherit the loaded model), or None where
+    processes cannot be forked."""
+    global _WORKER_RECOGNIZER
+    if "fork" not in multiprocessing.get_all_start_methods():
+        return None
+    _WORKER_RECOGNIZER = rec if _fork_safe(rec) else None
+    return ProcessPoolExecutor(
+        jobs, mp_context=multiprocessing.get_context("fork"), initializer=_ignore_interrupts
+    )
+
+
+def _ignore_interrupts() -> None:
+    """In a worker: leave Ctrl-C to the main process (it stops the pool and reports once)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def recognise(
     args: argparse.Namespace, rec: Any, inputs: list[tuple[str, str | None]]
 ) -> list[dict[str, Any]]:
-    """Rows for every input, in order: preprocess one by one, predict in batches."""
-    from digitlab.core.errors import DigitlabError
-    from digitlab.engine.preprocess import to_model_input
-
-    rows = [_row(path, problem) for path, problem in inputs]
+    """Rows for every input, in order: files read in chunks, in this process or in
+    ``args.jobs`` worker processes when there are many."""
+    rows = [_row(path, args.number, problem) for path, problem in inputs]
     explain_dir = Path(args.explain) if args.explain else None
+    todo = [i for i, (_, problem) in enumerate(inputs) if problem is None]
+    paths = [inputs[i][0] for i in todo]
+    targets: list[Path | None] = [None] * len(todo)
     if explain_dir is not None:
         explain_dir.mkdir(parents=True, exist_ok=True)
-    todo = [i for i, (_, problem) in enumerate(inputs) if problem is None]
-    bar = _progress(len(todo))
+        targets = list(_heatmap_targets(paths, explain_dir))
+    job = Job(number=args.number, top_k=args.top_k, explain=explain_dir is not None)
+    jobs = usable_cores() if args.jobs is None else args.jobs
+    # Number mode segments with the model: only worth processes that can run it.
+    parallel = jobs > 1 and len(todo) >= PARALLEL_MIN_FILES
+    parallel = parallel and (not args.number or _fork_safe(rec))
+    size = max(1, args.batch_size)
+    if parallel:
+        size = max(1, min(size, math.ceil(len(todo) / (jobs * CHUNKS_PER_JOB))))
+    chunks = [(a, min(a + size, len(todo))) for a in range(0, len(todo), size)]
+    pool = _pool(jobs, rec) if parallel else None
+    bar = None
     try:
-        for start in range(0, len(todo), max(1, args.batch_size)):
-            chunk = todo[start : start + max(1, args.batch_size)]
-            ready = []
-            for i in chunk:
-                try:
-                    ready.append((i, to_model_input(inputs[i][0])))
-                except DigitlabError as exc:
-                    rows[i]["error"] = str(exc)
-                except OSError as exc:  # e.g. a file vanishing between listing and reading
-                    rows[i]["error"] = f"{inputs[i][0]}: {exc.strerror or exc}"
-            preds = rec.predict_preprocessed([p for _, p in ready], top_k=args.top_k)
-            for (i, pre), pred in zip(ready, preds, strict=True):
-                rows[i].update(pred.to_dict(images=False))
-                if args.number:
-                    _add_number(rec, rows[i], args.top_k)
-                if explain_dir is not None and pred.digit is not None:
-                    rows[i]["heatmap"] = _write_heatmap(rec, inputs[i][0], pre, pred, explain_dir)
+        if pool is None:
+            results: Any = (_recognise_chunk(rec, paths[a:b], job, targets[a:b]) for a, b in chunks)
+        else:
+            log.debug("predict: %d files in %d chunks, %d processes", len(todo), len(chunks), jobs)
+            results = pool.map(
+                _worker_chunk,
+                [paths[a:b] for a, b in chunks],
+                [job] * len(chunks),
+                [targets[a:b] for a, b in chunks],
+            )  # the workers are forked here: before the progress bar starts its thread
+        bar = _progress(len(todo))
+        for (a, b), result in zip(chunks, results, strict=True):
+            if isinstance(result, Prepared):  # a worker preprocessed; the model runs here
+                result = _finish(rec, result, job, targets[a:b])
+            for i, row in zip(todo[a:b], result, strict=True):
+                rows[i] = row
             if bar is not None:
-                bar.update(len(chunk))
+                bar.update(b - a)
     finally:
         if bar is not None:
             bar.close()
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
     return rows
-
-
-def _add_number(rec: Any, row: dict[str, Any], top_k: int) -> None:
-    """Read the row's file as a multi-digit number."""
-    from digitlab.core.errors import DigitlabError
-
-    try:
-        result = rec.read_number(row["path"], top_k=top_k)
-    except DigitlabError as exc:
-        row["error"] = str(exc)
-        return
-    row["number"] = result.number
-    row["number_uncertain"] = result.uncertain
-    row["digits"] = [d.to_dict(images=False) for d in result.digits]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -213,24 +389,41 @@ def _top_text(row: dict[str, Any]) -> str:
     return " ".join(f"{t['digit']}:{t['probability']:.2f}" for t in row["top"])
 
 
+def _digits_text(row: dict[str, Any]) -> str:
+    """A number's digits with their confidences: ``2:0.99 0:0.97``."""
+    return " ".join(
+        f"{d['prediction']['digit']}:{d['prediction']['confidence']:.2f}" for d in row["digits"]
+    )
+
+
+def _note(row: dict[str, Any], number: bool) -> str:
+    """The table's last column: the error, "no digit" or "uncertain"."""
+    if row["error"]:
+        return str(row["error"])
+    found = row["number"] if number else row["digit"] is not None
+    if not found:
+        return "no digit"
+    return "uncertain" if row["uncertain"] else ""
+
+
 def format_table(rows: list[dict[str, Any]], number: bool) -> str:
-    """Aligned text columns: path, digit, confidence, top-k, [number], note."""
-    header = ["path", "digit", "conf", "top"] + (["number"] if number else []) + ["note"]
-    lines = []
-    for r in rows:
-        note = r["error"] or ("no digit" if r["digit"] is None else "")
-        if not r["error"] and r["digit"] is not None and r["uncertain"]:
-            note = "uncertain"
-        cells = [
-            r["path"],
-            "-" if r["digit"] is None else str(r["digit"]),
-            f"{r['confidence']:.3f}" if r["digit"] is not None else "-",
-            _top_text(r),
+    """Aligned text columns: path, digit, confidence, top-k, note; in number mode path,
+    number, its digits with their confidences, note."""
+    if number:
+        header = ["path", "number", "digits", "note"]
+        lines = [[r["path"], r["number"] or "-", _digits_text(r), _note(r, True)] for r in rows]
+    else:
+        header = ["path", "digit", "conf", "top", "note"]
+        lines = [
+            [
+                r["path"],
+                "-" if r["digit"] is None else str(r["digit"]),
+                f"{r['confidence']:.3f}" if r["digit"] is not None else "-",
+                _top_text(r),
+                _note(r, False),
+            ]
+            for r in rows
         ]
-        if number:
-            cells.append(r.get("number", "") or "-")
-        cells.append(note)
-        lines.append(cells)
     widths = [max(len(h), *(len(c[k]) for c in lines)) for k, h in enumerate(header[:-1])]
     out = []
     for cells in [header, *lines]:
@@ -240,38 +433,50 @@ def format_table(rows: list[dict[str, Any]], number: bool) -> str:
 
 
 def format_csv(rows: list[dict[str, Any]], number: bool) -> str:
-    """CSV with one column per probability."""
+    """CSV with one column per probability; in number mode the number, its uncertain flag and
+    the digits with their confidences."""
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
+    if number:
+        writer.writerow(["path", "number", "uncertain", "digits", "error"])
+        for r in rows:
+            flag = int(bool(r["uncertain"]))
+            writer.writerow([r["path"], r["number"], flag, _digits_text(r), r["error"] or ""])
+        return buf.getvalue().rstrip("\n")
     cols = ["path", "digit", "confidence", "uncertain", "top"]
-    cols += [f"p{d}" for d in range(10)] + (["number"] if number else []) + ["error"]
-    writer.writerow(cols)
+    writer.writerow([*cols, *(f"p{d}" for d in range(NUM_CLASSES)), "error"])
     for r in rows:
-        line = [
-            r["path"],
-            "" if r["digit"] is None else r["digit"],
-            f"{r['confidence']:.6f}",
-            int(bool(r["uncertain"])),
-            _top_text(r),
-            *[f"{p:.6f}" for p in r["probabilities"]],
-        ]
-        if number:
-            line.append(r.get("number", ""))
-        line.append(r["error"] or "")
-        writer.writerow(line)
+        writer.writerow(
+            [
+                r["path"],
+                "" if r["digit"] is None else r["digit"],
+                f"{r['confidence']:.6f}",
+                int(bool(r["uncertain"])),
+                _top_text(r),
+                *[f"{p:.6f}" for p in r["probabilities"]],
+                r["error"] or "",
+            ]
+        )
     return buf.getvalue().rstrip("\n")
 
 
 def run(args: argparse.Namespace) -> int:
     """Recognise every input and print the rows; 1 if any file failed."""
     from digitlab.api import load_model
-    from digitlab.core.errors import DigitlabError
 
-    if not 1 <= args.top_k <= 10:
-        raise DigitlabError(f"--top-k must be from 1 to 10, got {args.top_k}")
+    if not 1 <= args.top_k <= NUM_CLASSES:
+        raise DigitlabError(f"--top-k must be from 1 to {NUM_CLASSES}, got {args.top_k}")
     if args.batch_size < 1:
         raise DigitlabError(f"--batch-size must be at least 1, got {args.batch_size}")
+    if args.jobs is not None and args.jobs < 1:
+        raise DigitlabError(f"--jobs must be at least 1, got {args.jobs}")
+    if args.number and args.explain:
+        raise DigitlabError("--explain maps single digits; it does not work with --number")
     rec = load_model(args.model, backend=args.backend)
+    if rec.info.backend == "torch":
+        from digitlab.engine.backends.torch import set_inference_threads
+
+        set_inference_threads()  # once, before any pass (and before worker processes fork)
     rows = recognise(args, rec, expand_inputs(args.paths))
     if args.format == "json":
         print(json.dumps(rows, indent=2))

@@ -1,8 +1,9 @@
 /* digitlab drawing page: draw or upload, POST to the API, show what the model thinks.
  *
  * No framework and no external assets. The page keeps the strokes as vectors (for undo and
- * for redrawing), sends the canvas as a PNG to /api/predict (or /api/number in number mode)
- * a moment after the pen pauses and again when a stroke ends, and renders the JSON answer.
+ * for redrawing), sends the canvas as a PNG to /api/predict (or /api/number in number mode,
+ * with the strokes themselves) a moment after the pen pauses and again when a stroke ends,
+ * and renders the JSON answer.
  */
 (() => {
   "use strict";
@@ -23,6 +24,10 @@
     digit: "Draw a digit or upload an image.",
     number: "Draw a number: several digits side by side, with a little space between them.",
   };
+  const IDLE_DETAIL = {
+    digit: "The answer appears here as you draw, with all ten scores.",
+    number: "The number appears here as you write, with each digit's scores.",
+  };
 
   const $ = (id) => document.getElementById(id);
   const stage = $("stage");
@@ -39,7 +44,8 @@
   const state = {
     mode: "digit",
     source: "canvas", // "canvas" or "upload"
-    strokes: [], // [{size, points: [[x, y], ...]}]
+    strokes: [], // [{size, points: [[x, y, t_ms], ...]}]: canvas pixels, ms since the first point
+    t0: 0, // timeStamp of the drawing's first point
     cleared: null, // strokes removed by the last clear: Ctrl+Z brings them back
     pointerId: null,
     file: null,
@@ -104,6 +110,7 @@
     return [
       ((e.clientX - r.left) * pad.width) / r.width,
       ((e.clientY - r.top) * pad.height) / r.height,
+      Math.max(0, e.timeStamp - state.t0),
     ];
   }
 
@@ -118,6 +125,7 @@
     } catch (_) {
       /* synthetic events have no capture target */
     }
+    if (!state.strokes.length) state.t0 = e.timeStamp; // a new drawing starts its clock
     const stroke = { size: Number(brush.value), points: [toCanvas(e)] };
     state.strokes.push(stroke);
     state.cleared = null;
@@ -201,6 +209,7 @@
   function setMode(mode) {
     if (mode === state.mode) return;
     state.mode = mode;
+    document.body.dataset.mode = mode;
     $(mode === "digit" ? "mode-digit" : "mode-number").checked = true;
     $("input-title").textContent = mode === "digit" ? "Draw a digit" : "Draw a number";
     setHint();
@@ -209,6 +218,7 @@
       mode === "number" ? "The heat map is for single digits" : "Show where the model looked (H)";
     $("number-panel").hidden = true;
     state.generation++;
+    if (state.source === "upload" && !state.file) useCanvas(); // only a note was on the stage
     if (state.source === "canvas") {
       state.strokes = [];
       state.cleared = null;
@@ -225,11 +235,50 @@
     document.querySelector(".hint-sub").textContent = sub || "or drop / paste an image";
   }
 
+  // "Choose a PNG, JPEG, ... or PPM file." from the formats the server reads (/api/model).
+  function chooseText() {
+    const formats = state.limits && state.limits.formats;
+    if (!formats || !formats.length) return "Choose an image file.";
+    const names = formats.map((f) => (f === "webp" ? "WebP" : f.toUpperCase()));
+    const list = names.length > 1 ? `${names.slice(0, -1).join(", ")} or ${names[names.length - 1]}` : names[0];
+    return `Choose a ${list} file.`;
+  }
+
+  function takeStage(file) {
+    // The stage now shows this file: the drawing goes (Ctrl+Z brings it back) and the canvas
+    // under the image is blank paper, never the old drawing.
+    if (state.fileURL) URL.revokeObjectURL(state.fileURL);
+    if (state.source === "canvas" && state.strokes.length) state.cleared = state.strokes;
+    state.strokes = [];
+    state.source = "upload";
+    state.file = file;
+    state.fileURL = null;
+    state.imageSize = null;
+    state.generation++;
+    clearTimeout(state.timer);
+    stage.dataset.source = "upload";
+    stage.classList.remove("unviewable");
+    uploadView.hidden = true;
+    uploadView.removeAttribute("src");
+    hideOverlays();
+    redraw();
+  }
+
+  function showUnviewable(name, why) {
+    // A file the page cannot show: a plain card on blank paper says so.
+    uploadView.hidden = true;
+    stage.classList.add("unviewable");
+    setHint(`No preview of “${name}”`, why);
+    setAspect(1);
+  }
+
   function handleFile(file) {
     if (!file) return;
     const name = file.name || "pasted image";
     if (file.type && !file.type.startsWith("image/")) {
-      showError(`“${name}” is not an image`, `It is ${file.type}. Choose a PNG, JPEG, GIF, BMP, WebP or TIFF file.`);
+      takeStage(null);
+      showUnviewable(name, "it is not an image");
+      showError(`“${name}” is not an image`, `It is ${file.type}. ${chooseText()}`);
       return;
     }
     const limit = state.limits && state.limits.max_body_bytes;
@@ -237,16 +286,8 @@
       showError(`“${name}” is too large`, `It is ${formatBytes(file.size)}; the server accepts up to ${formatBytes(limit)}.`);
       return;
     }
-    if (state.fileURL) URL.revokeObjectURL(state.fileURL);
-    if (state.source === "canvas" && state.strokes.length) state.cleared = state.strokes;
-    state.strokes = [];
-    state.source = "upload";
-    state.file = file;
+    takeStage(file);
     state.fileURL = URL.createObjectURL(file);
-    state.imageSize = null;
-    state.generation++;
-    stage.dataset.source = "upload";
-    hideOverlays();
     uploadView.hidden = false;
     uploadView.alt = `The uploaded image, ${name}`;
     uploadView.src = state.fileURL;
@@ -262,10 +303,8 @@
   });
   uploadView.addEventListener("error", () => {
     if (state.source !== "upload" || !uploadView.getAttribute("src")) return;
-    uploadView.hidden = true; // the browser cannot show it; the server will say why
-    stage.classList.add("unviewable");
-    setHint("No preview", "this browser cannot show the file");
-    setAspect(1);
+    // The browser cannot show it; the server will say whether it can read it.
+    showUnviewable(state.file.name || "pasted image", "this browser cannot show the file");
   });
 
   // ------------------------------------------------------------------ talking to the server
@@ -293,8 +332,13 @@
     const mode = state.mode;
     const explain = mode === "digit" && heatToggle.checked;
     let sent = null; // the image as sent: feedback.js stores it with a correction
-    inputBlob()
-      .then((blob) => post((sent = blob), mode, explain))
+    const request = inputBlob().then((blob) => {
+      sent = blob;
+      return mode === "number" && state.source === "canvas"
+        ? postNumberDrawing(pad.toDataURL("image/png"), strokesForServer())
+        : post(blob, mode, explain);
+    });
+    request
       .then((data) => {
         if (generation !== state.generation && !state.pending) return;
         if (!hasInput() || mode !== state.mode) return;
@@ -329,9 +373,32 @@
     const form = new FormData();
     form.append("file", blob, state.source === "upload" ? state.file.name || "image" : "drawing.png");
     const url = mode === "number" ? "/api/number" : `/api/predict${explain ? "?explain=true" : ""}`;
+    return send(url, { method: "POST", body: form });
+  }
+
+  // The strokes of the drawing, in drawing order: [[[x, y, t_ms], ...], ...] in the pixels of
+  // the canvas image sent with them, t_ms counted from the drawing's first point.
+  function strokesForServer() {
+    const round = (v) => Math.round(v * 100) / 100;
+    return state.strokes.map((s) => s.points.map(([x, y, t]) => [round(x), round(y), Math.round(t)]));
+  }
+
+  // A drawn number goes as JSON: the canvas image and the strokes that made it, which tell the
+  // server where one digit ends and the next begins. A server that does not take strokes yet
+  // (422 naming the field) gets the image alone.
+  async function postNumberDrawing(image, strokes) {
+    const json = (body) => ({
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify(body),
+    });
+    return send("/api/number", json({ image, strokes }));
+  }
+
+  async function send(url, init) {
     let response;
     try {
-      response = await fetch(url, { method: "POST", body: form });
+      response = await fetch(url, init);
     } catch (_) {
       throw new Error("The server did not answer. Is digitlab serve still running?");
     }
@@ -342,10 +409,18 @@
       /* not JSON: fall back to the status line */
     }
     if (!response.ok) {
-      const detail = data && data.detail ? String(data.detail) : `${response.status} ${response.statusText}`;
-      throw new Error(explainStatus(response.status, detail));
+      const detail = data && data.detail ? detailText(data.detail) : `${response.status} ${response.statusText}`;
+      const error = new Error(explainStatus(response.status, detail));
+      error.status = response.status;
+      throw error;
     }
     return data;
+  }
+
+  function detailText(detail) {
+    // FastAPI's validation errors are a list of {loc, msg}; ours are one sentence.
+    if (!Array.isArray(detail)) return String(detail);
+    return detail.map((d) => (d && d.msg ? `${(d.loc || []).join(".")}: ${d.msg}` : String(d))).join("; ");
   }
 
   function explainStatus(status, detail) {
@@ -400,9 +475,9 @@
 
   function showIdle() {
     setState("idle");
-    setBig("–");
+    setBig("");
     $("status").textContent = HINTS[state.mode];
-    $("confidence").textContent = "";
+    $("confidence").textContent = IDLE_DETAIL[state.mode];
     $("number-panel").hidden = true;
     state.lastNumber = null;
     renderScores(null);
@@ -422,6 +497,11 @@
     announce(`${title}. ${detail}`);
   }
 
+  // "a 7", "an 8": the article as the digit is spoken.
+  function article(digit) {
+    return digit === 8 ? "an" : "a";
+  }
+
   function describe(p) {
     if (p.digit === null) {
       return ["No digit found", "Draw one larger and bolder, or try another image."];
@@ -431,7 +511,7 @@
       const alt = second ? ` — maybe ${first.digit} or ${second.digit}` : "";
       return [`Not sure${alt}`, `${pct(p.confidence)} for ${p.digit}: try writing it more clearly.`];
     }
-    return [`It's a ${p.digit}`, `${pct(p.confidence)} confident`];
+    return [`It's ${article(p.digit)} ${p.digit}`, `${pct(p.confidence)} confident`];
   }
 
   function renderPrediction(p, withHeat) {
@@ -463,7 +543,7 @@
     } else {
       const li = document.createElement("li");
       li.className = "none";
-      li.textContent = "—";
+      li.textContent = "No scores yet";
       top3.append(li);
     }
     renderChart(p ? p.probabilities : null, p ? p.digit : null);
@@ -473,7 +553,7 @@
       preview.alt = `The 28 by 28 pixel image the model saw${p.digit === null ? " (empty)" : ""}`;
     } else {
       preview.removeAttribute("src");
-      preview.alt = "No input yet";
+      preview.alt = "";
     }
   }
 
@@ -562,6 +642,11 @@
       box.style.top = `${(100 * d.y) / h}%`;
       box.style.width = `${(100 * d.width) / w}%`;
       box.style.height = `${(100 * d.height) / h}%`;
+      // The label sits outside the box (above it, or below when there is no room above), so
+      // it never covers the digit it names.
+      const room = 0.12;
+      const where = d.y / h >= room ? "above" : (h - d.y - d.height) / h >= room ? "below" : "inside";
+      box.dataset.label = where;
       const label = document.createElement("span");
       label.className = "box-label";
       label.textContent = d.prediction.digit === null ? "?" : d.prediction.digit;
@@ -599,7 +684,7 @@
     const content = hasInput();
     stage.classList.toggle("has-content", content);
     $("undo").disabled = !(state.strokes.length || state.cleared || state.source === "upload");
-    $("clear").disabled = !content;
+    $("clear").disabled = !(content || state.source === "upload");
   }
 
   function formatBytes(n) {
