@@ -314,3 +314,25 @@ def test_onnx_backend_with_workers_preprocessing(images, capsys, tmp_path):
     assert runs[0] == runs[1]
     rows = list(csv.DictReader(io.StringIO(runs[1])))
     assert len(rows) == 34 and all(r["digit"] for r in rows)
+
+
+def test_the_personal_model_is_used_when_installed_and_named(images, capsys, caplog, tmp_path):
+    import logging
+    import shutil
+
+    from digitlab.core.resolve import BUNDLED_MODEL
+    from digitlab.core.userdata import ENV_HOME
+
+    root, truth, _ = images
+    path = next(iter(truth))
+    home = tmp_path / "home"
+    home.mkdir()
+    shutil.copyfile(BUNDLED_MODEL, home / "personal.pt")
+    with pytest.MonkeyPatch.context() as mp, caplog.at_level(logging.INFO):
+        mp.setenv(ENV_HOME, str(home))
+        code, out, _ = _run(capsys, path, "--format", "json")
+        assert code == 0 and json.loads(out)[0]["digit"] == truth[path]
+        assert f"using your personal model {home / 'personal.pt'}" in caplog.text
+        caplog.clear()
+        code, _, _ = _run(capsys, path, "--model", "default")  # names the bundled model
+        assert code == 0 and "personal" not in caplog.text

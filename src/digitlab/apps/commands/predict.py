@@ -69,7 +69,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--model",
         default=None,
-        help="checkpoint (.pt) or ONNX (.onnx) file, or 'ensemble' (default: the bundled model)",
+        help="checkpoint (.pt) or ONNX (.onnx) file, 'default' or 'ensemble' (default: your "
+        "personal model when installed by `digitlab finetune --install`, else the bundled one)",
     )
     p.add_argument("--backend", choices=BACKENDS, default="auto")
     p.add_argument(
@@ -472,7 +473,12 @@ def run(args: argparse.Namespace) -> int:
         raise DigitlabError(f"--jobs must be at least 1, got {args.jobs}")
     if args.number and args.explain:
         raise DigitlabError("--explain maps single digits; it does not work with --number")
-    rec = load_model(args.model, backend=args.backend)
+    from digitlab.apps.feedback.personal import choose_model
+
+    model, note = choose_model(args.model)
+    if note:
+        log.info("%s", note)
+    rec = load_model(model, backend=args.backend)
     if rec.info.backend == "torch":
         from digitlab.engine.backends.torch import set_inference_threads
 
