@@ -323,7 +323,7 @@ def test_the_personal_model_is_used_when_installed_and_named(images, capsys, cap
     from digitlab.core.resolve import BUNDLED_MODEL
     from digitlab.core.userdata import ENV_HOME
 
-    root, truth, _ = images
+    _, truth, _ = images
     path = next(iter(truth))
     home = tmp_path / "home"
     home.mkdir()
