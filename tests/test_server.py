@@ -28,13 +28,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from digitlab.apps.server import (
-    DEFAULT_MAX_BODY_BYTES,
-    BackgroundServer,
-    ServerSettings,
-    create_app,
-)
+from digitlab.apps.server import DEFAULT_MAX_BODY_BYTES, ServerSettings, create_app
 from digitlab.core.errors import DigitlabError
+from server_harness import BackgroundServer
 
 REPO = Path(__file__).resolve().parents[1]
 DIGITS_PER_CLASS = 3  # 30 real test digits: enough to see a wiring bug, quick to send
@@ -285,11 +281,12 @@ def png_claiming(width: int, height: int) -> bytes:
 @pytest.mark.parametrize(
     ("name", "make", "status", "words"),
     [
-        ("text", lambda png: b"hello, I am not an image", 415, ["not an image"]),
+        # the one decoder's wording: "not a recognised image (supported: PNG, JPEG, ...)"
+        ("text", lambda png: b"hello, I am not an image", 415, ["not a recognised image"]),
         ("truncated", lambda png: png[: len(png) // 2], 422, ["decoded"]),
         ("empty", lambda png: b"", 422, ["empty"]),
         ("eps", lambda png: b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 9 9\n", 415, ["PNG"]),
-        ("svg", lambda png: b'<svg xmlns="http://www.w3.org/2000/svg"/>', 415, ["format"]),
+        ("svg", lambda png: b'<svg xmlns="http://www.w3.org/2000/svg"/>', 415, ["supported"]),
         ("over pixel limit", lambda png: png_claiming(8000, 7000), 413, ["pixels"]),
         ("decompression bomb", lambda png: png_claiming(16000, 16000), 413, ["pixels"]),
     ],
@@ -298,10 +295,23 @@ def test_bad_images_are_4xx(client, samples, name, make, status, words):
     data = make(samples[0][0])
     assert_error(post_file(client, "/api/predict", data), status, *words)
     assert_error(post_file(client, "/api/number", data), status, *words)
+    # A batch answers each image on its own (issue 14 item 10): the bad one gets an error
+    # object with the status it would have had alone, the good ones their predictions.
     batch = client.post(
-        "/api/predict/batch", files=[("files", ("ok.png", samples[0][0])), ("files", (name, data))]
+        "/api/predict/batch",
+        files=[
+            ("files", ("ok.png", samples[0][0])),
+            ("files", (name, data)),
+            ("files", ("ok2.png", samples[0][1])),
+        ],
     )
-    assert_error(batch, status, "image 2")
+    assert batch.status_code == 200, batch.text
+    first, bad, last = batch.json()["results"]
+    assert_prediction_shape(first)
+    assert_prediction_shape(last)
+    assert bad["status"] == status
+    for word in ["image 2", *words]:
+        assert word.lower() in bad["detail"].lower(), bad["detail"]
     assert client.get("/healthz").status_code == 200
 
 
@@ -452,9 +462,9 @@ def test_worker_listener_keeps_tcp_nodelay():
 
     import uvicorn
 
-    from digitlab.apps.server import tcp_listener
+    from digitlab.apps.server import APP_FACTORY, tcp_listener
 
-    config = uvicorn.Config("digitlab.apps.server:create_app_from_env", port=0, log_level="error")
+    config = uvicorn.Config(APP_FACTORY, port=0, log_level="error")
     listener = tcp_listener(config.bind_socket())
     seen: list[int] = []
 

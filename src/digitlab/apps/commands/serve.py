@@ -85,9 +85,10 @@ def settings_from_args(args: argparse.Namespace):  # -> ServerSettings (imported
 
 def run(args: argparse.Namespace) -> int:
     """Load the model once (a bad --model fails here, clearly), then serve until Ctrl+C."""
-    from digitlab.apps.server import load_recognizer, run_server
+    from digitlab.apps.server import check_port, load_recognizer, run_server
 
     settings = settings_from_args(args)
+    check_port(settings)  # a taken port fails here, in one line, before the model loads
     recognizer = load_recognizer(settings)
     info = recognizer.info
     accuracy = f", test accuracy {info.test_accuracy:.2%}" if info.test_accuracy is not None else ""
