@@ -22,6 +22,7 @@ from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from digitlab.core.errors import DigitlabError, ImageTooLargeError, UnsupportedImageError
 
@@ -73,6 +74,11 @@ async def _validation_handler(request: Request, exc: Exception) -> Response:
     return JSONResponse({"detail": "; ".join(parts), "errors": errors}, status_code=UNPROCESSABLE)
 
 
+async def _disconnect_handler(request: Request, exc: Exception) -> Response:
+    """The client left before its body was in: nothing to answer (the middleware drops it)."""
+    return Response(status_code=400)
+
+
 async def _unexpected_handler(request: Request, exc: Exception) -> Response:
     logger.exception("unexpected error on %s %s", request.method, request.url.path)
     return json_error(500, "internal server error (logged on the server)")
@@ -83,4 +89,5 @@ def add_exception_handlers(app: FastAPI) -> None:
     app.add_exception_handler(DigitlabError, _digitlab_error_handler)
     app.add_exception_handler(StarletteHTTPException, _http_exception_handler)
     app.add_exception_handler(RequestValidationError, _validation_handler)
+    app.add_exception_handler(ClientDisconnect, _disconnect_handler)
     app.add_exception_handler(Exception, _unexpected_handler)

@@ -13,6 +13,8 @@ import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
+import h11
+
 from digitlab.apps.server.settings import MEBIBYTE
 
 logger = logging.getLogger(__name__)
@@ -84,12 +86,15 @@ class BodyLimitMiddleware:
         received = 0
         body_done = False
         started = False
+        gone = False  # the client disconnected (or the HTTP layer already answered it)
         deadline = time.monotonic() + self.body_timeout_s
 
         async def limited_receive() -> Message:
-            nonlocal received, body_done
+            nonlocal received, body_done, gone
             if body_done:  # later calls only wait for a disconnect: no deadline
-                return await receive()
+                message = await receive()
+                gone = gone or message["type"] == "http.disconnect"
+                return message
             try:
                 message = await asyncio.wait_for(receive(), max(0.0, deadline - time.monotonic()))
             except asyncio.TimeoutError:
@@ -100,14 +105,24 @@ class BodyLimitMiddleware:
                     raise BodyTooLargeError
                 body_done = not message.get("more_body", False)
             else:
-                body_done = True
+                body_done = gone = True
             return message
 
         async def tracking_send(message: Message) -> None:
-            nonlocal started
+            nonlocal started, gone
+            if gone:
+                # Nobody to answer: the client left mid-body, or uvicorn answered a protocol
+                # error in the body itself (400) and closed the connection.
+                return
             if message["type"] == "http.response.start":
                 started = True
-            await send(message)
+            try:
+                await send(message)
+            except h11.LocalProtocolError:
+                # uvicorn already answered this connection itself (a protocol error in the
+                # body, found before the app ran): there is nothing left to send.
+                logger.debug("response dropped: the connection was already answered")
+                gone = True
 
         try:
             await self.app(scope, limited_receive, tracking_send)

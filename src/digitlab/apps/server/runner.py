@@ -1,8 +1,10 @@
 """Running the app: one uvicorn process, or ``--workers N`` processes on one socket.
 
-uvicorn's limits for slow or hostile clients are set here: idle keep-alive connections close
-after ``settings.keep_alive_s``; h11 refuses request heads over :data:`MAX_HEAD_BYTES`; the
-body must arrive within ``settings.body_timeout_s`` (:mod:`.middleware`). Every connection is
+The limits for slow or hostile clients are set here: each request head must be complete
+within ``settings.keep_alive_s`` of connecting or of the previous response, so idle and
+trickling connections are closed (:class:`GuardedH11Protocol`); h11 refuses request heads over
+:data:`MAX_HEAD_BYTES`; the body must arrive within ``settings.body_timeout_s``
+(:mod:`.middleware`). Every connection is
 a coroutine on the event loop, so a slow client holds a socket, never a worker thread.
 """
 
@@ -17,6 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 import uvicorn
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from digitlab.apps.server.app import create_app
 from digitlab.apps.server.settings import ServerSettings
@@ -29,6 +32,37 @@ APP_FACTORY = "digitlab.apps.server.app:create_app_from_env"
 MAX_HEAD_BYTES = 16 * 1024
 
 
+class GuardedH11Protocol(H11Protocol):
+    """uvicorn's h11 protocol with a deadline for each request head.
+
+    uvicorn closes a keep-alive connection that stays silent for ``timeout_keep_alive`` after
+    a response, but any byte cancels that timer, and a new connection has none: a client that
+    connects and sends nothing, or trickles its headers a byte at a time, would hold its
+    socket forever. Here the head of each request (the first one after connecting, the next
+    one after each response) must be complete within ``timeout_keep_alive`` seconds, else
+    the connection is closed.
+    """
+
+    def connection_made(self, transport: Any) -> None:
+        """uvicorn's hook, plus the deadline for the first request head."""
+        super().connection_made(transport)
+        self._arm_head_deadline()
+
+    def on_response_complete(self) -> None:
+        """uvicorn's hook, plus the deadline for the next request head."""
+        super().on_response_complete()
+        self._arm_head_deadline()
+
+    def _arm_head_deadline(self) -> None:
+        waiting_after = self.cycle  # a new request replaces the cycle
+        self.loop.call_later(self.timeout_keep_alive, self._head_deadline, waiting_after)
+
+    def _head_deadline(self, waiting_after: Any) -> None:
+        if self.cycle is waiting_after and not self.transport.is_closing():
+            logger.debug("closing a connection that sent no complete request head in time")
+            self.transport.close()
+
+
 def uvicorn_options(settings: ServerSettings) -> dict[str, Any]:
     """The uvicorn.Config keyword arguments for ``settings`` (besides the app)."""
     return {
@@ -37,7 +71,7 @@ def uvicorn_options(settings: ServerSettings) -> dict[str, Any]:
         "access_log": settings.access_log,
         "log_level": "info",
         "ws": "none",  # the page and the API speak plain HTTP/1.1
-        "http": "h11",
+        "http": GuardedH11Protocol,
         "timeout_keep_alive": settings.keep_alive_s,
         "h11_max_incomplete_event_size": MAX_HEAD_BYTES,
     }
