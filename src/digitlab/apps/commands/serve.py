@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from digitlab.core.constants import BACKENDS
+
 BYTES_PER_MB = 1024 * 1024
 
 
@@ -34,7 +36,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="checkpoint (.pt) or ONNX file, or 'ensemble' (default: the bundled model)",
     )
     p.add_argument(
-        "--backend", choices=("auto", "torch", "onnx"), help="inference backend (default auto)"
+        "--backend",
+        choices=BACKENDS,
+        help="inference backend (default auto: ONNX Runtime for the bundled model when "
+        "onnxruntime is installed, else by the model file)",
     )
     p.add_argument(
         "--workers",
