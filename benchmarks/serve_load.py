@@ -10,7 +10,8 @@ reference's (the machine is shared and noisy: absolute numbers move, ratios less
 Scenarios (issue #16's targets in brackets):
 
 1. **one client, MNIST-size PNG** (a 28x28 test digit): p50 latency [<= 2x the reference's];
-2. **one client, canvas PNG** (the same digit on the page's 280x280 canvas): p50 [<= 2.5x];
+2. **one client, canvas PNG** (the same digit on the page's 280x280 canvas): p50 [<= 2.5x]
+   (1 and 2 alternate between the servers in ``--rounds`` windows, pooled per server);
 3. **32 clients x 30 s, canvas PNG**: requests/s [>= 0.75x], p99 [<= 250 ms], errors [0];
 4. **mixed load** on digitlab only: clients cycling predict, batch (4 images), number, model
    info and the page [0 errors];
@@ -72,6 +73,7 @@ TARGET_P99_MS = 250.0
 TARGET_CLIENTS = 32
 TARGET_DURATION_S = 30.0
 DEFAULT_SINGLE_DURATION_S = 10.0
+DEFAULT_ROUNDS = 5
 DEFAULT_MIXED_DURATION_S = 15.0
 DEFAULT_FUZZ = 2000
 WARMUP_REQUESTS = 20
@@ -388,6 +390,39 @@ def run(
     expect: int | None,
 ) -> RunResult:
     lat, errors, elapsed = asyncio.run(load_run(url, requests, clients, duration, expect))
+    return summarise(name, server, clients, lat, errors, elapsed)
+
+
+def run_rounds(
+    name: str,
+    targets: dict[str, tuple[str, list[bytes], int | None]],
+    duration: float,
+    rounds: int,
+) -> dict[str, RunResult]:
+    """One client against each server in turn, ``rounds`` times, ``duration / rounds`` s each
+    time: the servers are sampled in alternating windows, so that a change in the machine's
+    background load weighs on both alike. ``targets``: server -> (url, requests, expect)."""
+    pooled: dict[str, tuple[list[float], list[str], list[float]]] = {
+        server: ([], [], []) for server in targets
+    }
+    for _ in range(rounds):
+        for server, (url, requests, expect) in targets.items():
+            lat, errors, elapsed = asyncio.run(
+                load_run(url, requests, 1, duration / rounds, expect)
+            )
+            pooled[server][0].extend(lat)
+            pooled[server][1].extend(errors)
+            pooled[server][2].append(elapsed)
+    return {
+        server: summarise(name, server, 1, lat, errors, sum(times))
+        for server, (lat, errors, times) in pooled.items()
+    }
+
+
+def summarise(
+    name: str, server: str, clients: int, lat: list[float], errors: list[str], elapsed: float
+) -> RunResult:
+    """A run's numbers from its latencies (s) and errors."""
     ms = np.array(lat) * 1000.0
     latency = (
         {f"p{p}": round(float(np.percentile(ms, p)), 2) for p in PERCENTILES}
@@ -588,6 +623,73 @@ def big_upload(url: str, size: int = BIG_UPLOAD_BYTES) -> dict:
 
 
 # ------------------------------------------------------------------------------------------
+# CPU time per request, step by step (in this process: load on the machine barely moves it)
+# ------------------------------------------------------------------------------------------
+
+CPU_REPEATS = 60
+CPU_TRIALS = 5
+
+
+def cpu_ms(func, repeats: int = CPU_REPEATS, trials: int = CPU_TRIALS) -> float:
+    """Best-of-``trials`` mean CPU time (``process_time``) of ``func()``, in ms."""
+    for _ in range(3):
+        func()
+    best = float("inf")
+    for _ in range(trials):
+        start = time.process_time()
+        for _ in range(repeats):
+            func()
+        best = min(best, (time.process_time() - start) / repeats * 1000.0)
+    return round(best, 3)
+
+
+def cpu_breakdown(pngs: dict[str, bytes]) -> dict[str, dict[str, float]]:
+    """What one request costs in CPU: the reference's whole pipeline vs digitlab's steps (the
+    serving backend, one model thread): decode, preprocess, the forward pass of the image and
+    its four stability views with the recogniser's rules, and the JSON dict with the preview
+    PNG. The HTTP and multipart work, the same for both servers, is not included."""
+    import onnxruntime as ort
+
+    from digitlab.apps.server.app import load_recognizer
+    from digitlab.apps.server.settings import ServerSettings
+    from digitlab.core.resolve import resolve_model
+    from digitlab.engine.decode import decode_bytes
+    from digitlab.engine.preprocess import to_model_input
+
+    recognizer = load_recognizer(ServerSettings())
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = options.inter_op_num_threads = 1
+    path = str(resolve_model(None, prefer_onnx=True).path)
+    session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    out = {}
+    for key in ("small", "canvas"):
+        data = pngs[key]
+
+        def reference(data: bytes = data) -> None:
+            img = Image.open(io.BytesIO(data)).convert("L").resize((28, 28))
+            x = (255.0 - np.asarray(img, np.float32)) / 255.0
+            session.run(None, {name: x.reshape(1, 1, 28, 28)})
+
+        image = decode_bytes(data, "x")
+        pre = to_model_input(image)
+        prediction = recognizer.predict_preprocessed([pre])[0]
+        steps = {
+            "reference_pipeline": cpu_ms(reference),
+            "decode": cpu_ms(lambda data=data: decode_bytes(data, "x")),
+            "preprocess": cpu_ms(lambda image=image: to_model_input(image)),
+            "predict_5_views": cpu_ms(lambda pre=pre: recognizer.predict_preprocessed([pre])),
+            "json_with_preview": cpu_ms(lambda p=prediction: p.to_dict(images=True)),
+        }
+        steps["digitlab_total"] = round(
+            sum(v for k, v in steps.items() if k != "reference_pipeline"), 3
+        )
+        steps["ratio"] = ratio(steps["digitlab_total"], steps["reference_pipeline"])
+        out[key] = steps
+    return out
+
+
+# ------------------------------------------------------------------------------------------
 # the run
 # ------------------------------------------------------------------------------------------
 
@@ -615,13 +717,16 @@ def measure(args: argparse.Namespace) -> dict:
         host = {name: urlsplit(url).netloc for name, (_, url) in servers.items()}
         single = {}
         for key in ("small", "canvas"):
-            for name, (_, url) in servers.items():
-                if args.single_duration > 0:
-                    req = [predict_request(host[name], pngs[key])]
-                    single[name, key] = run(
-                        f"one client, {key} PNG", name, url, req, 1, args.single_duration,
-                        expect[name, key],
-                    )  # fmt: skip
+            if args.single_duration > 0:
+                targets = {
+                    name: (url, [predict_request(host[name], pngs[key])], expect[name, key])
+                    for name, (_, url) in servers.items()
+                }
+                runs_key = run_rounds(
+                    f"one client, {key} PNG", targets, args.single_duration, args.rounds
+                )
+                for name, result in runs_key.items():
+                    single[name, key] = result
         concurrent = {}
         for name, (_, url) in servers.items():
             req = [predict_request(host[name], pngs["canvas"])]
@@ -664,6 +769,9 @@ def measure(args: argparse.Namespace) -> dict:
             }
             print(json.dumps(extra["fuzz"]), flush=True)
         extra["big_upload"] = big_upload(url)
+        if not args.server_src:
+            extra["cpu_ms"] = cpu_breakdown(pngs)
+            print(json.dumps(extra["cpu_ms"]), flush=True)
         print(json.dumps(extra["big_upload"]), flush=True)
     finally:
         for proc, _ in servers.values():
@@ -763,6 +871,22 @@ def markdown(report: dict) -> str:
         )
     b = report["big_upload"]
     lines.append(f"30 MB upload from urllib: status {b['status']}, detail `{b['detail']}`.")
+    if "cpu_ms" in report:
+        lines += [
+            "",
+            "CPU ms per request in-process (best of 5 x 60; the HTTP work, alike for both, "
+            "excluded):",
+            "",
+            "| payload | reference pipeline | decode | preprocess | forward, image + 4 views "
+            "| JSON + preview PNG | digitlab total | ratio |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        for key, c in report["cpu_ms"].items():
+            lines.append(
+                f"| {key} | {c['reference_pipeline']} | {c['decode']} | {c['preprocess']} | "
+                f"{c['predict_5_views']} | {c['json_with_preview']} | {c['digitlab_total']} | "
+                f"{c['ratio']} |"
+            )
     lines.append("")
     for t in report["targets"]:
         lines.append(
@@ -787,6 +911,12 @@ def main(argv: list[str] | None = None) -> int:
         type=float,
         default=DEFAULT_SINGLE_DURATION_S,
         help="seconds of each single-client latency run (0 skips them)",
+    )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=DEFAULT_ROUNDS,
+        help="alternating windows of the single-client runs (reference, digitlab, ...)",
     )
     parser.add_argument(
         "--mixed-duration",
