@@ -37,6 +37,13 @@ DEFAULT_BATCH_ITEMS = 64
 # timeout_keep_alive), and seconds a request's body may take to arrive once its headers have.
 DEFAULT_KEEP_ALIVE_S = 5
 DEFAULT_BODY_TIMEOUT_S = 30.0
+# Server processes (--workers). Each loads its own model and runs the whole pipeline; a
+# process already keeps two cores busy (decoding in the thread pool, forward passes on the
+# batcher's thread). Measured with benchmarks/serve_load.py on the 2-core development machine
+# (clients on the same cores, background load ~12): 32 clients, 61.2 requests/s with 1
+# worker and 59.5 with 2 (benchmarks/results/serve_load*.md): no gain, twice the memory.
+# On a machine with cores to spare, more workers can use them (not measured here).
+DEFAULT_WORKERS = 1
 MAX_PORT = 65535  # TCP ports are 16-bit; 0 asks the OS for a free one
 
 
@@ -53,7 +60,7 @@ class ServerSettings:
     port: int = DEFAULT_PORT
     model: str | None = None
     backend: str = "auto"
-    workers: int = 1
+    workers: int = DEFAULT_WORKERS
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     max_pixels: int = MAX_IMAGE_PIXELS
     max_batch: int = DEFAULT_MAX_BATCH
