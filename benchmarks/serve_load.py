@@ -33,6 +33,8 @@ Writes ``benchmarks/results/serve_load.json`` and ``.md`` (``--out``).
 
     python benchmarks/serve_load.py                         # the full run (~4 min)
     python benchmarks/serve_load.py --workers 2 --out /tmp/w2
+    python benchmarks/serve_load.py --compare-workers 1 2 --rounds 3 \
+        --out benchmarks/results/serve_load.workers
     python benchmarks/serve_load.py --reference-server --port 8123   # only the reference
 """
 
@@ -259,10 +261,12 @@ def start_server(cmd: list[str], env: dict[str, str], port: int) -> tuple[subpro
     raise SystemExit(f"server did not start in time: {cmd}")
 
 
-def start_digitlab(args: argparse.Namespace) -> tuple[subprocess.Popen, str]:
+def start_digitlab(
+    args: argparse.Namespace, workers: int | None = None
+) -> tuple[subprocess.Popen, str]:
     port = free_port()
     cmd = [sys.executable, "-m", "digitlab", "serve", "--port", str(port), "--no-access-log"]
-    cmd += ["--workers", str(args.workers)]
+    cmd += ["--workers", str(workers or args.workers)]
     if args.model:
         cmd += ["--model", args.model]
     if args.backend:
@@ -702,6 +706,70 @@ def target(name: str, value, goal: str, met: bool) -> dict:
     return {"name": name, "value": value, "target": goal, "met": bool(met)}
 
 
+def compare_workers(args: argparse.Namespace) -> dict:
+    """``--compare-workers 1 2``: the reference and one digitlab server per worker count, all
+    started at once; ``--clients`` clients against each in turn, ``--rounds`` times,
+    ``--duration / --rounds`` seconds each time (alternating windows, so that background load
+    weighs on all alike); requests/s and latency per server, pooled over the rounds."""
+    pngs, what = payloads(mnist_dir(args.data_dir))
+    load_before = [round(x, 2) for x in os.getloadavg()]
+    servers = {"reference": start_reference()}
+    for n in args.compare_workers:
+        servers[f"digitlab --workers {n}"] = start_digitlab(args, n)
+    pooled: dict[str, tuple[list[float], list[str], list[float]]] = {
+        s: ([], [], []) for s in servers
+    }
+    try:
+        for _ in range(args.rounds):
+            for name, (_, url) in servers.items():
+                expected_digit(url, pngs["canvas"])
+                req = [predict_request(urlsplit(url).netloc, pngs["canvas"])]
+                window = args.duration / args.rounds
+                lat, errors, elapsed = asyncio.run(load_run(url, req, args.clients, window, None))
+                pooled[name][0].extend(lat)
+                pooled[name][1].extend(errors)
+                pooled[name][2].append(elapsed)
+    finally:
+        for proc, _ in servers.values():
+            stop_server(proc)
+    runs = [
+        summarise(f"{args.clients} clients, canvas PNG", name, args.clients, lat, err, sum(t))
+        for name, (lat, err, t) in pooled.items()
+    ]
+    reference = runs[0].requests_per_s
+    return {
+        "machine": machine(),
+        "payload": what,
+        "payload_bytes": {k: len(v) for k, v in pngs.items()},
+        "rounds": args.rounds,
+        "load_before": load_before,
+        "load_after": [round(x, 2) for x in os.getloadavg()],
+        "runs": [asdict(r) | {"ratio": ratio(r.requests_per_s, reference)} for r in runs],
+    }
+
+
+def workers_markdown(report: dict) -> str:
+    m = report["machine"]
+    lines = [
+        "# `digitlab serve --workers N` vs the bare reference (32 clients, canvas PNG)",
+        "",
+        f"Alternating windows, {report['rounds']} rounds, pooled per server. Machine: "
+        f"{m['processor']}, {m['cpu_count']} cores (shared, noisy; clients on the same cores). "
+        f"Load average before {report['load_before']}, after {report['load_after']}.",
+        "",
+        "| server | requests | req/s | req/s / reference | p50 ms | p99 ms | errors |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in report["runs"]:
+        lat = r["latency_ms"]
+        lines.append(
+            f"| {r['server']} | {r['requests']:,} | {r['requests_per_s']} | {r['ratio']} | "
+            f"{lat.get('p50', '-')} | {lat.get('p99', '-')} | {r['errors']} |"
+        )
+    lines += ["", f"_{m['date']}_", ""]
+    return "\n".join(lines)
+
+
 def measure(args: argparse.Namespace) -> dict:
     pngs, what = payloads(mnist_dir(args.data_dir))
     load_before = [round(x, 2) for x in os.getloadavg()]
@@ -926,6 +994,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--fuzz", type=int, default=DEFAULT_FUZZ, help="malformed requests")
     parser.add_argument("--workers", type=int, default=1, help="digitlab server processes")
+    parser.add_argument(
+        "--compare-workers",
+        type=int,
+        nargs="+",
+        metavar="N",
+        help="only compare these worker counts under --clients (alternating windows)",
+    )
     parser.add_argument("--model", default=None, help="checkpoint/.onnx (default: bundled)")
     parser.add_argument("--backend", default=None, help="digitlab serve --backend")
     parser.add_argument("--server-src", default=None, help="run digitlab serve from this src")
@@ -939,11 +1014,18 @@ def main(argv: list[str] | None = None) -> int:
     if args.reference_server:
         serve_reference(args.port)
         return 0
-    report = measure(args)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
-    out.with_suffix(".md").write_text(markdown(report))
+    if args.compare_workers:
+        report = compare_workers(args)
+        out.with_name(out.name + ".json").write_text(json.dumps(report, indent=2) + "\n")
+        out.with_name(out.name + ".md").write_text(workers_markdown(report))
+        print(workers_markdown(report))
+        return 0
+    report = measure(args)
+    # "serve_load.before" + ".json" (with_suffix would replace ".before")
+    out.with_name(out.name + ".json").write_text(json.dumps(report, indent=2) + "\n")
+    out.with_name(out.name + ".md").write_text(markdown(report))
     print(markdown(report))
     return 0
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import MutableMapping
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from digitlab.core.constants import MAX_IMAGE_PIXELS
@@ -37,13 +37,20 @@ DEFAULT_BATCH_ITEMS = 64
 # timeout_keep_alive), and seconds a request's body may take to arrive once its headers have.
 DEFAULT_KEEP_ALIVE_S = 5
 DEFAULT_BODY_TIMEOUT_S = 30.0
-# Server processes (--workers). Each loads its own model and runs the whole pipeline; a
-# process already keeps two cores busy (decoding in the thread pool, forward passes on the
-# batcher's thread). Measured with benchmarks/serve_load.py on the 2-core development machine
-# (clients on the same cores, background load ~12): 32 clients, 61.2 requests/s with 1
-# worker and 59.5 with 2 (benchmarks/results/serve_load*.md): no gain, twice the memory.
-# On a machine with cores to spare, more workers can use them (not measured here).
-DEFAULT_WORKERS = 1
+# Server processes (--workers), by default one per usable core, at most MAX_DEFAULT_WORKERS.
+# A process is bound by its interpreter lock (HTTP parsing, preprocessing): measured with
+# `benchmarks/serve_load.py --compare-workers 1 2` on the shared 2-core development machine
+# (clients on the same cores, alternating windows): 32 clients, 91.8 requests/s with 1 worker,
+# 139.5 with 2 (benchmarks/results/serve_load.workers.md). Each worker loads its own model
+# (~160 MiB resident with ONNX Runtime), hence the cap.
+MAX_DEFAULT_WORKERS = 4
+
+
+def default_workers() -> int:
+    """One server process per usable core, at most :data:`MAX_DEFAULT_WORKERS`."""
+    return max(1, min(usable_cores(), MAX_DEFAULT_WORKERS))
+
+
 MAX_PORT = 65535  # TCP ports are 16-bit; 0 asks the OS for a free one
 
 
@@ -60,7 +67,7 @@ class ServerSettings:
     port: int = DEFAULT_PORT
     model: str | None = None
     backend: str = "auto"
-    workers: int = DEFAULT_WORKERS
+    workers: int = field(default_factory=default_workers)
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     max_pixels: int = MAX_IMAGE_PIXELS
     max_batch: int = DEFAULT_MAX_BATCH
