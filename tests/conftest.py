@@ -106,7 +106,8 @@ def recognizer():
 @pytest.fixture(scope="module")
 def server(recognizer):
     """Base URL of a real server on a free loopback port, with the default settings."""
-    from digitlab.apps.server import BackgroundServer, ServerSettings, create_app
+    from digitlab.apps.server import ServerSettings, create_app
+    from server_harness import BackgroundServer
 
     app = create_app(ServerSettings(access_log=False), recognizer=recognizer)
     with BackgroundServer(app) as url:

@@ -28,13 +28,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from digitlab.apps.server import (
-    DEFAULT_MAX_BODY_BYTES,
-    BackgroundServer,
-    ServerSettings,
-    create_app,
-)
+from digitlab.apps.server import DEFAULT_MAX_BODY_BYTES, ServerSettings, create_app
 from digitlab.core.errors import DigitlabError
+from server_harness import BackgroundServer
 
 REPO = Path(__file__).resolve().parents[1]
 DIGITS_PER_CLASS = 3  # 30 real test digits: enough to see a wiring bug, quick to send
@@ -285,11 +281,12 @@ def png_claiming(width: int, height: int) -> bytes:
 @pytest.mark.parametrize(
     ("name", "make", "status", "words"),
     [
-        ("text", lambda png: b"hello, I am not an image", 415, ["not an image"]),
+        # the one decoder's wording: "not a recognised image (supported: PNG, JPEG, ...)"
+        ("text", lambda png: b"hello, I am not an image", 415, ["not a recognised image"]),
         ("truncated", lambda png: png[: len(png) // 2], 422, ["decoded"]),
         ("empty", lambda png: b"", 422, ["empty"]),
         ("eps", lambda png: b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 9 9\n", 415, ["PNG"]),
-        ("svg", lambda png: b'<svg xmlns="http://www.w3.org/2000/svg"/>', 415, ["format"]),
+        ("svg", lambda png: b'<svg xmlns="http://www.w3.org/2000/svg"/>', 415, ["supported"]),
         ("over pixel limit", lambda png: png_claiming(8000, 7000), 413, ["pixels"]),
         ("decompression bomb", lambda png: png_claiming(16000, 16000), 413, ["pixels"]),
     ],
@@ -298,10 +295,23 @@ def test_bad_images_are_4xx(client, samples, name, make, status, words):
     data = make(samples[0][0])
     assert_error(post_file(client, "/api/predict", data), status, *words)
     assert_error(post_file(client, "/api/number", data), status, *words)
+    # A batch answers each image on its own (issue 14 item 10): the bad one gets an error
+    # object with the status it would have had alone, the good ones their predictions.
     batch = client.post(
-        "/api/predict/batch", files=[("files", ("ok.png", samples[0][0])), ("files", (name, data))]
+        "/api/predict/batch",
+        files=[
+            ("files", ("ok.png", samples[0][0])),
+            ("files", (name, data)),
+            ("files", ("ok2.png", samples[0][1])),
+        ],
     )
-    assert_error(batch, status, "image 2")
+    assert batch.status_code == 200, batch.text
+    first, bad, last = batch.json()["results"]
+    assert_prediction_shape(first)
+    assert_prediction_shape(last)
+    assert bad["status"] == status
+    for word in ["image 2", *words]:
+        assert word.lower() in bad["detail"].lower(), bad["detail"]
     assert client.get("/healthz").status_code == 200
 
 
@@ -452,9 +462,9 @@ def test_worker_listener_keeps_tcp_nodelay():
 
     import uvicorn
 
-    from digitlab.apps.server import tcp_listener
+    from digitlab.apps.server import APP_FACTORY, tcp_listener
 
-    config = uvicorn.Config("digitlab.apps.server:create_app_from_env", port=0, log_level="error")
+    config = uvicorn.Config(APP_FACTORY, port=0, log_level="error")
     listener = tcp_listener(config.bind_socket())
     seen: list[int] = []
 
@@ -532,3 +542,244 @@ def test_cli_serve_with_two_workers(samples):
             proc.wait()
     reader.join(timeout=5)
     assert "Traceback" not in "".join(output), "".join(output)
+
+
+# ------------------------------------------------------------------------------------------
+# issue 14 (server items) and issue 16
+# ------------------------------------------------------------------------------------------
+
+
+def test_huge_png_gets_digitlabs_own_limit_message(client):
+    """A 30000x30000 PNG (a few hundred kB on the wire) is refused from its header with
+    digitlab's limit, not Pillow's decompression-bomb wording."""
+    from digitlab.core.constants import MAX_IMAGE_PIXELS
+
+    response = post_file(client, "/api/predict", png_claiming(30000, 30000))
+    assert_error(response, 413, "30000x30000", f"{MAX_IMAGE_PIXELS:,} pixels", "the upload")
+    assert "decompression" not in response.json()["detail"].lower()
+
+
+def test_batch_json_answers_each_item(client, samples):
+    good = data_url(samples[0][0])
+    body = {"images": [good, "data:text/plain;base64,aGk=", "%%%", good]}
+    response = client.post("/api/predict/batch", json=body)
+    assert response.status_code == 200, response.text
+    a, b, c, d = response.json()["results"]
+    assert a["digit"] == d["digit"] is not None
+    assert b["status"] == 415 and "image 2" in b["detail"]
+    assert c["status"] == 422 and "image 3" in c["detail"] and "base64" in c["detail"]
+    spec = client.get("/openapi.json").json()
+    doc = json.dumps(spec["paths"]["/api/predict/batch"]) + json.dumps(spec["components"])
+    assert "ItemError" in doc and "error object" in doc
+
+
+def test_images_false_leaves_out_the_preview(client, samples):
+    data = samples[0][3]
+    with_png = post_file(client, "/api/predict", data).json()
+    without = client.post("/api/predict?images=false", files={"file": ("d.png", data)}).json()
+    assert without["preprocessed"] is None
+    assert without["digit"] == with_png["digit"]
+    assert np.allclose(without["probabilities"], with_png["probabilities"], atol=PROB_TOL)
+    batch = client.post("/api/predict/batch?images=false", files=[("files", ("a.png", data))])
+    assert batch.json()["results"][0]["preprocessed"] is None
+
+
+class StrokeRecorder:
+    """A recogniser whose read_number takes ``strokes`` (and records them)."""
+
+    def __init__(self, recognizer) -> None:
+        self.inner = recognizer
+        self.info = recognizer.info
+        self.strokes: list = []
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def read_number(self, image, *, top_k=3, strokes=None):
+        self.strokes.append(strokes)
+        return self.inner.read_number(image, top_k=top_k)
+
+
+def test_number_accepts_strokes(recognizer, samples):
+    image = samples[0][5]
+    strokes = [[[10, 12], [20, 30.5, 16]], [[40, 40, 0], [41, 45, 8]]]
+    recorder = StrokeRecorder(recognizer)
+    app = create_app(ServerSettings(access_log=False), recognizer=recorder)
+    with BackgroundServer(app) as url, httpx.Client(base_url=url, timeout=60) as c:
+        plain = c.post("/api/number", json={"image": data_url(image)})
+        as_json = c.post("/api/number", json={"image": data_url(image), "strokes": strokes})
+        as_form = c.post(
+            "/api/number",
+            data={"strokes": json.dumps(strokes)},
+            files={"file": ("d.png", image)},
+        )
+        for r in (plain, as_json, as_form):
+            assert r.status_code == 200, r.text
+            assert r.json()["number"] == plain.json()["number"]
+        expected = [[tuple(float(v) for v in p) for p in s] for s in strokes]
+        assert recorder.strokes == [None, expected, expected]
+        bad = [
+            ({"strokes": "no"}, "array"),
+            ({"strokes": [[[1, 2, 3, 4]]]}, "stroke 0 point 0"),
+            ({"strokes": [[[0, 0]]] * 201}, "201 strokes"),
+            ({"strokes": [[[0, 0]] * 10_001]}, "10,000 points"),
+            ({"strokes": [[["a", 1]]]}, "strokes"),
+        ]
+        for extra, words in bad:
+            r = c.post("/api/number", json={"image": data_url(image), **extra})
+            assert_error(r, 422, "strokes", words)
+        nan = json.dumps({"image": data_url(image), "strokes": [[[float("nan"), 1]]]})
+        r = c.post("/api/number", content=nan, headers={"content-type": "application/json"})
+        assert_error(r, 422, "strokes", "finite")
+        r = c.post("/api/number", data={"strokes": "[[1"}, files={"file": ("d.png", image)})
+        assert_error(r, 422, "strokes", "JSON")
+    # a recogniser whose read_number takes no strokes still answers (they are not passed)
+    app = create_app(ServerSettings(access_log=False), recognizer=recognizer)
+    with BackgroundServer(app) as url:
+        r = httpx.post(
+            f"{url}/api/number", json={"image": data_url(image), "strokes": strokes}, timeout=60
+        )
+        assert r.status_code == 200 and r.json()["number"] == plain.json()["number"]
+
+
+def test_bundled_model_is_served_with_onnx_when_installed(recognizer, samples):
+    """``--backend auto`` serves the bundled model with ONNX Runtime (same answers)."""
+    pytest.importorskip("onnxruntime")
+    from digitlab.apps.server.app import serving_backend
+
+    assert serving_backend(ServerSettings()) == "onnx"
+    assert serving_backend(ServerSettings(backend="torch")) == "torch"
+    assert serving_backend(ServerSettings(model="ensemble")) == "auto"
+    app = create_app(ServerSettings(access_log=False))  # loads the model in its lifespan
+    images, _ = samples
+    with BackgroundServer(app) as url, httpx.Client(base_url=url, timeout=60) as c:
+        assert c.get("/api/model").json()["backend"] == "onnx"
+        for data in images[::3]:
+            p = post_file(c, "/api/predict", data).json()
+            direct = recognizer.predict(data)
+            assert p["digit"] == direct.digit and p["uncertain"] == direct.uncertain
+            assert np.allclose(p["probabilities"], direct.probabilities, atol=PROB_TOL)
+
+
+def test_concurrent_requests_share_forward_passes(recognizer, samples):
+    """Concurrent single-image requests are micro-batched: fewer passes than requests, and
+    every answer is the one the image gets alone."""
+    images, _ = samples
+    app = create_app(ServerSettings(access_log=False), recognizer=recognizer)
+    with BackgroundServer(app) as url:
+        expected = [recognizer.predict(d).probabilities for d in images]
+        service = app.state.service
+        batcher = service.batcher
+        passes, done, solo = batcher.passes, batcher.images, service.solo
+        failures = _hammer(url, images, expected)
+        batched = batcher.images - done
+        assert not failures, failures[:3]
+        # a request that finds nothing to batch with runs alone, in one thread-pool trip
+        assert batched + service.solo - solo == CONCURRENT_CLIENTS * REQUESTS_PER_CLIENT
+        assert batched > 0 and batcher.passes - passes < batched, "no pass was ever shared"
+
+
+def test_urllib_client_gets_the_json_413(server):
+    """A plain urllib client writes its whole 30 MB body before reading: it must get the JSON
+    413 (lingering close), not 'connection reset by peer'."""
+    import urllib.error
+    import urllib.request
+
+    boundary = "b0undary"
+    body = (
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="a.png"\r\n\r\n'
+        ).encode()
+        + b"\0" * (30 * 1024 * 1024)
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
+    request = urllib.request.Request(
+        server + "/api/predict",
+        data=body,
+        headers={"Content-Type": f"multipart/form-data; boundary={boundary}"},
+    )
+    with pytest.raises(urllib.error.HTTPError) as caught:
+        urllib.request.urlopen(request, timeout=60)
+    assert caught.value.code == 413
+    assert "too large" in json.loads(caught.value.read())["detail"]
+
+
+def test_slow_clients_time_out_without_blocking_others(recognizer, samples):
+    """A client that stalls mid-body gets a 408 after the body timeout; a connection that sends
+    nothing, or trickles its request head, is closed; meanwhile other clients are answered."""
+    settings = ServerSettings(access_log=False, body_timeout_s=1.0, keep_alive_s=1)
+    app = create_app(settings, recognizer=recognizer)
+    with BackgroundServer(app) as url:
+        parts = urlsplit(url)
+        address = (parts.hostname, parts.port)
+        slow = [socket.create_connection(address, timeout=10) for _ in range(8)]
+        idle = socket.create_connection(address, timeout=10)
+        trickle = socket.create_connection(address, timeout=10)
+        try:
+            for sock in slow:
+                sock.sendall(
+                    b"POST /api/predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                    b'Content-Length: 1000\r\n\r\n{"image": "'
+                )
+            with httpx.Client(base_url=url, timeout=10) as c:  # answered while 8 others stall
+                for data in samples[0][:5]:
+                    assert post_file(c, "/api/predict", data).status_code == 200
+            for sock in slow:
+                reply = b""
+                while chunk := sock.recv(65536):  # the server closes after its answer
+                    reply += chunk
+                assert b" 408 " in reply.split(b"\r\n", 1)[0], reply[:200]
+                assert b"not received within 1 s" in reply
+            assert idle.recv(1) == b"", "the idle connection was not closed"
+            # a head trickled a byte at a time is cut off too (each byte would reset a plain
+            # keep-alive timer)
+            trickle.sendall(b"GET /healthz HTTP/1.1\r\n")
+            deadline = time.monotonic() + 5
+            closed = False
+            while time.monotonic() < deadline and not closed:
+                try:
+                    trickle.sendall(b"X")
+                    closed = select.select([trickle], [], [], 0.2)[0] and not trickle.recv(1)
+                except (BrokenPipeError, ConnectionResetError):
+                    closed = True
+            assert closed, "a trickling request head kept its connection open"
+            # and a keep-alive connection that answered a request closes once idle
+            with httpx.Client(base_url=url, timeout=10) as c:
+                assert c.get("/healthz").status_code == 200
+                time.sleep(1.5)
+                assert c.get("/healthz").status_code == 200  # httpx reconnects
+        finally:
+            for sock in [*slow, idle, trickle]:
+                sock.close()
+
+
+def test_fuzz_sample_never_gives_5xx(server, samples):
+    """~200 malformed requests (benchmarks/serve_load.py sends 2,000): only 2xx/4xx answers,
+    and the server answers correctly afterwards."""
+    from serve_load import malformed_requests, send_raw
+
+    parts = urlsplit(server)
+    statuses = []
+    for request in malformed_requests(parts.netloc, samples[0][0], 200, seed=1):
+        statuses.append(send_raw(parts.hostname, parts.port, request))
+    assert not [s for s in statuses if s is not None and s >= 500], statuses
+    assert sum(s is not None and 400 <= s < 500 for s in statuses) >= 150
+    with httpx.Client(base_url=server, timeout=30) as c:
+        assert post_file(c, "/api/predict", samples[0][0]).status_code == 200
+
+
+def test_cli_refuses_a_port_in_use_before_loading(capsys):
+    """A taken port fails in one line naming it and suggesting --port, exit 2, before the
+    model is loaded (a missing model would otherwise be the error)."""
+    from digitlab.apps.cli import main
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        status = main(["serve", "--port", str(port), "--model", "/no/such/model.pt"])
+    err = capsys.readouterr().err
+    assert status == 2
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1, err
+    assert f"port {port}" in err and "--port" in err and "model.pt" not in err

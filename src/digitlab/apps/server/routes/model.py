@@ -1,0 +1,33 @@
+"""``GET /api/model`` and ``GET /healthz``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+
+from digitlab import __version__
+from digitlab.apps.server.routes.deps import Service
+from digitlab.apps.server.schemas import HealthOut, Limits, ModelOut
+from digitlab.core.constants import IMAGE_FORMATS
+
+router = APIRouter(tags=["service"])
+
+
+@router.get("/api/model", response_model=ModelOut, summary="The model")
+async def model(service: Service) -> dict[str, Any]:
+    """Which model answers, where it was loaded from, its accuracy, and the input limits."""
+    settings = service.settings
+    limits = Limits(
+        max_body_bytes=settings.max_body_bytes,
+        max_pixels=settings.max_pixels,
+        max_batch=settings.max_batch,
+        formats=[f.pillow.lower() for f in IMAGE_FORMATS],
+    )
+    return {**service.recognizer.info.to_dict(), "limits": limits}
+
+
+@router.get("/healthz", response_model=HealthOut, summary="Liveness")
+async def healthz() -> dict[str, str]:
+    """`{"status": "ok"}` once the model is loaded."""
+    return {"status": "ok", "version": __version__}

@@ -1,0 +1,182 @@
+"""Running the app: one uvicorn process, or ``--workers N`` processes on one socket.
+
+The limits for slow or hostile clients are set here: each request head must be complete
+within ``settings.keep_alive_s`` of connecting or of the previous response, so idle and
+trickling connections are closed (:class:`GuardedH11Protocol`); h11 refuses request heads over
+:data:`MAX_HEAD_BYTES`; the body must arrive within ``settings.body_timeout_s``
+(:mod:`.middleware`). Every connection is
+a coroutine on the event loop, so a slow client holds a socket, never a worker thread.
+"""
+
+from __future__ import annotations
+
+import errno
+import inspect
+import logging
+import os
+import socket
+from collections.abc import Callable
+from typing import Any
+
+import uvicorn
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+from digitlab.apps.server.app import create_app
+from digitlab.apps.server.settings import ServerSettings
+from digitlab.core.errors import DigitlabError
+
+logger = logging.getLogger(__name__)
+
+APP_FACTORY = "digitlab.apps.server.app:create_app_from_env"
+# Largest request line + headers h11 buffers (its default is 16 KiB; ours are small requests).
+MAX_HEAD_BYTES = 16 * 1024
+
+
+class GuardedH11Protocol(H11Protocol):
+    """uvicorn's h11 protocol with a deadline for each request head.
+
+    uvicorn closes a keep-alive connection that stays silent for ``timeout_keep_alive`` after
+    a response, but any byte cancels that timer, and a new connection has none: a client that
+    connects and sends nothing, or trickles its headers a byte at a time, would hold its
+    socket forever. Here the head of each request (the first one after connecting, the next
+    one after each response) must be complete within ``timeout_keep_alive`` seconds, else
+    the connection is closed.
+    """
+
+    def connection_made(self, transport: Any) -> None:
+        """uvicorn's hook, plus the deadline for the first request head."""
+        super().connection_made(transport)
+        self._arm_head_deadline()
+
+    def on_response_complete(self) -> None:
+        """uvicorn's hook, plus the deadline for the next request head."""
+        super().on_response_complete()
+        self._arm_head_deadline()
+
+    def _arm_head_deadline(self) -> None:
+        waiting_after = self.cycle  # a new request replaces the cycle
+        self.loop.call_later(self.timeout_keep_alive, self._head_deadline, waiting_after)
+
+    def _head_deadline(self, waiting_after: Any) -> None:
+        if self.cycle is waiting_after and not self.transport.is_closing():
+            logger.debug("closing a connection that sent no complete request head in time")
+            self.transport.close()
+
+
+def uvicorn_options(settings: ServerSettings) -> dict[str, Any]:
+    """The uvicorn.Config keyword arguments for ``settings`` (besides the app)."""
+    return {
+        "host": settings.host,
+        "port": settings.port,
+        "access_log": settings.access_log,
+        "log_level": "info",
+        "ws": "none",  # the page and the API speak plain HTTP/1.1
+        "http": GuardedH11Protocol,
+        "timeout_keep_alive": settings.keep_alive_s,
+        "h11_max_incomplete_event_size": MAX_HEAD_BYTES,
+    }
+
+
+def check_port(settings: ServerSettings) -> None:
+    """Fail with one clear line when the port is taken (before any model is loaded)."""
+    if settings.port == 0:
+        return
+    family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        try:
+            sock.bind((settings.host, settings.port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise DigitlabError(
+                    f"port {settings.port} on {settings.host} is already in use; "
+                    f"choose another with --port (e.g. --port {_suggest(settings)})"
+                ) from None
+            raise DigitlabError(
+                f"cannot listen on {settings.host}:{settings.port}: {exc.strerror or exc}"
+            ) from None
+
+
+def _suggest(settings: ServerSettings) -> int:
+    """A free port near the taken one (or 0 = any free port)."""
+    for port in range(settings.port + 1, min(settings.port + 20, 65535)):
+        with socket.socket() as sock:
+            try:
+                sock.bind((settings.host, port))
+            except OSError:
+                continue
+            return port
+    return 0
+
+
+def run_server(
+    settings: ServerSettings,
+    *,
+    recognizer: Any = None,
+    on_ready: Callable[[str], None] | None = None,
+) -> None:
+    """Serve until interrupted, in this process or in ``settings.workers`` processes.
+
+    ``on_ready(url)`` is called once the server accepts connections (with one worker; with
+    several it is called just before the workers start, as each loads its own model).
+    """
+    options = uvicorn_options(settings)
+    if settings.workers == 1:
+        config = uvicorn.Config(create_app(settings, recognizer=recognizer), **options)
+        AnnouncingServer(config, on_ready).run()
+        return
+    if settings.port == 0:
+        raise DigitlabError("port 0 (any free port) needs a single worker; choose a port")
+    os.environ.update(settings.to_env())
+    if on_ready is not None:
+        on_ready(settings.url)
+    _run_workers(uvicorn.Config(APP_FACTORY, factory=True, workers=settings.workers, **options))
+
+
+def _run_workers(config: uvicorn.Config) -> None:
+    """What ``uvicorn.run(..., workers=N)`` does, with a listener that keeps TCP_NODELAY.
+
+    uvicorn binds the shared socket with ``proto`` 0; accepted connections inherit it and
+    asyncio then leaves Nagle's algorithm on, so every keep-alive response waits ~40 ms for
+    the client's delayed ACK (uvicorn issue #3149; measured here: /healthz 48 ms with
+    ``--workers 2`` vs 0.6 ms with one). Re-wrapping the listener as IPPROTO_TCP fixes it.
+    """
+    from uvicorn.supervisors import Multiprocess
+
+    sock = tcp_listener(config.bind_socket())
+    if "target" in inspect.signature(Multiprocess).parameters:  # uvicorn < 0.36
+        supervisor = Multiprocess(config, target=uvicorn.Server(config).run, sockets=[sock])
+    else:
+        supervisor = Multiprocess(config, sockets=[sock])
+    supervisor.run()
+
+
+def tcp_listener(sock: socket.socket) -> socket.socket:
+    """The same listening socket, reporting ``IPPROTO_TCP`` so that asyncio sets TCP_NODELAY
+    on the connections it accepts (a no-op for sockets that already do, or are not TCP)."""
+    if sock.family not in (socket.AF_INET, socket.AF_INET6) or sock.proto != 0:
+        return sock
+    return socket.socket(sock.family, sock.type, socket.IPPROTO_TCP, fileno=sock.detach())
+
+
+def server_url(server: Any) -> str:
+    """``http://host:port/`` of a started uvicorn server's first socket."""
+    host, port = server.servers[0].sockets[0].getsockname()[:2]
+    host = f"[{host}]" if ":" in host else host
+    return f"http://{host}:{port}/"
+
+
+class AnnouncingServer(uvicorn.Server):
+    """A uvicorn server that reports its URL once it listens."""
+
+    def __init__(
+        self, config: uvicorn.Config, on_ready: Callable[[str], None] | None = None
+    ) -> None:
+        super().__init__(config)
+        self.on_ready = on_ready
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        """Start as uvicorn does, then call ``on_ready(url)``."""
+        await super().startup(sockets)
+        if self.started and self.on_ready is not None:
+            self.on_ready(server_url(self))
