@@ -493,10 +493,13 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_cli_serve_with_two_workers(samples):
-    """``digitlab serve --workers 2`` prints its URL, answers, and stops cleanly on SIGINT."""
+def test_cli_serve_with_two_workers(samples, tmp_path):
+    """``digitlab serve --workers 2`` prints its URL, answers, and stops cleanly on SIGINT.
+
+    It keeps corrections (on loopback by default) in the user's store, in every worker, and
+    refuses other sites' pages and Host names it does not serve (#17)."""
     port = free_port()
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "DIGITLAB_HOME": str(tmp_path)}
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -530,9 +533,31 @@ def test_cli_serve_with_two_workers(samples):
             except httpx.TransportError:
                 time.sleep(0.3)
         assert f"{url}/" in "".join(output)
+        assert "feedback: on, stored in" in "".join(output)
         for data in samples[0][:6]:
             r = httpx.post(f"{url}/api/predict", files={"file": ("d.png", data)}, timeout=30)
             assert r.status_code == 200
+        assert httpx.get(f"{url}/api/model", timeout=30).json()["feedback"]["enabled"] is True
+        posted = [
+            httpx.post(
+                f"{url}/api/feedback",
+                files={"file": ("d.png", data)},
+                data={"label": "3", "source": "api"},
+                headers=headers,
+                timeout=30,
+            )
+            for data, headers in zip(
+                samples[0][:3],
+                [{}, {"Origin": url}, {"Origin": "http://evil.example"}],
+                strict=True,
+            )
+        ]
+        assert [r.status_code for r in posted] == [201, 201, 403], [r.text for r in posted]
+        rebound = httpx.get(f"{url}/api/model", headers={"Host": "evil.example"}, timeout=30)
+        assert rebound.status_code == 400
+        stats = httpx.get(f"{url}/api/feedback/stats", timeout=30).json()
+        assert stats["count"] == 2, stats
+        assert (tmp_path / "feedback.sqlite3").is_file()
     finally:
         proc.send_signal(2)  # SIGINT, like Ctrl+C
         try:

@@ -67,6 +67,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="do not log every request (faster)",
     )
+    from digitlab.apps.feedback.options import add_serve_options as add_feedback_options
+
+    add_feedback_options(p)
     p.set_defaults(func=run)
 
 
@@ -98,19 +101,29 @@ def settings_from_args(args: argparse.Namespace):  # -> ServerSettings (imported
 
 def run(args: argparse.Namespace) -> int:
     """Load the model once (a bad --model fails here, clearly), then serve until Ctrl+C."""
+    from dataclasses import replace
+
+    from digitlab.apps.feedback.options import settings_from_args as feedback_from_args
+    from digitlab.apps.feedback.personal import choose_model
     from digitlab.apps.server import check_port, load_recognizer, run_server
 
     settings = settings_from_args(args)
+    feedback = feedback_from_args(args, settings.host)
     check_port(settings)  # a taken port fails here, in one line, before the model loads
+    model, note = choose_model(settings.model)
+    if note:
+        print(f"digitlab serve: {note}")
+        settings = replace(settings, model=model)
     recognizer = load_recognizer(settings)
     info = recognizer.info
     accuracy = f", test accuracy {info.test_accuracy:.2%}" if info.test_accuracy is not None else ""
     print(f"digitlab serve: model {info.name} ({info.backend}{accuracy}) from {info.source}")
+    print(f"digitlab serve: {feedback.banner()}")
     if settings.workers > 1:
         recognizer = None  # each worker process loads its own copy
 
     def announce(url: str) -> None:
         print(f"digitlab serve: open {url}  (API reference {url}docs; Ctrl+C stops)", flush=True)
 
-    run_server(settings, recognizer=recognizer, on_ready=announce)
+    run_server(settings, recognizer=recognizer, feedback=feedback, on_ready=announce)
     return 0

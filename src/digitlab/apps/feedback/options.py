@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 from dataclasses import dataclass
 
@@ -44,6 +45,7 @@ class FeedbackSettings:
     db: str | None = None  # None = $DIGITLAB_FEEDBACK_DB or the user's default store
     max_corrections: int | None = None  # None = $DIGITLAB_FEEDBACK_MAX or the default cap
     max_pixels: int = MAX_IMAGE_PIXELS
+    missing: str | None = None  # why feedback is off although it would be on by default
 
     def to_env(self) -> dict[str, str]:
         """These settings as environment variables, for ``--workers N`` processes (each
@@ -64,6 +66,8 @@ class FeedbackSettings:
         """One line for the server's start-up banner."""
         if not self.enabled:
             hint = " (start with --feedback to keep corrections)" if self.exposed else ""
+            if self.missing:
+                hint = f" ({self.missing})"
             return f"feedback: off{hint}"
         admin = "admin token set" if self.admin_token else "no admin token: listing/deleting off"
         where = self.db or "the default store"
@@ -115,9 +119,13 @@ def settings_from_args(
     env = os.environ if environ is None else environ
     exposed = not is_loopback(host)
     enabled = getattr(args, "feedback", None)
+    missing = None
     if enabled is None:
         raw = env.get(ENV_FEEDBACK, "").strip().lower()
         enabled = (raw in TRUE) if raw else not exposed
+        if enabled and not raw and importlib.util.find_spec("sqlalchemy") is None:
+            # a lean (e.g. torch-free) deployment: serve without a store rather than fail
+            enabled, missing = False, "pip install sqlalchemy to keep corrections"
     max_corrections = getattr(args, "feedback_max", None)
     if max_corrections is not None and max_corrections < 1:
         raise DigitlabError(f"--feedback-max must be at least 1, got {max_corrections}")
@@ -135,6 +143,7 @@ def settings_from_args(
         allowed_hosts=allowed,
         db=getattr(args, "feedback_db", None) or env.get(ENV_FEEDBACK_DB, "").strip() or None,
         max_corrections=max_corrections,
+        missing=missing,
     )
 
 

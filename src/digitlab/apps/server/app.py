@@ -18,6 +18,9 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.staticfiles import StaticFiles
 
 from digitlab import __version__
+from digitlab.apps.feedback.options import FeedbackSettings
+from digitlab.apps.feedback.options import settings_from_env as feedback_settings_from_env
+from digitlab.apps.feedback.wire import install_feedback, service_accessors
 from digitlab.apps.server.errors import add_exception_handlers
 from digitlab.apps.server.middleware import BodyLimitMiddleware, SecurityHeadersMiddleware
 from digitlab.apps.server.routes import api_router, pages
@@ -58,12 +61,19 @@ def load_recognizer(settings: ServerSettings) -> Any:
     return recognizer
 
 
-def create_app(settings: ServerSettings | None = None, *, recognizer: Any = None) -> FastAPI:
+def create_app(
+    settings: ServerSettings | None = None,
+    *,
+    recognizer: Any = None,
+    feedback: FeedbackSettings | None = None,
+) -> FastAPI:
     """Build the application.
 
     ``recognizer`` (an object with the :class:`digitlab.engine.recognizer.Recognizer` API) is
     used as it is when given (the process's thread settings are left alone: tests embed apps
-    this way); otherwise ``settings.model`` is loaded once in the lifespan hook.
+    this way); otherwise ``settings.model`` is loaded once in the lifespan hook. ``feedback``
+    adds the corrections API (``/api/feedback``), its store, and the Host check that keeps
+    other sites' pages and rebinding DNS names away (``digitlab serve`` always passes it).
     """
     settings = settings or ServerSettings()
 
@@ -81,6 +91,8 @@ def create_app(settings: ServerSettings | None = None, *, recognizer: Any = None
             yield
         finally:
             await service.stop()
+            if getattr(app.state, "feedback", None) is not None:
+                app.state.feedback.close()
 
     app = FastAPI(
         title="digitlab",
@@ -101,9 +113,14 @@ def create_app(settings: ServerSettings | None = None, *, recognizer: Any = None
     app.include_router(api_router)
     app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=pages.WEB_DIR), name="static")
+    app.state.feedback = None
+    if feedback is not None:  # last, so that its Host check is the outermost middleware
+        get, put = service_accessors(app)
+        install_feedback(app, feedback, get_recognizer=get, set_recognizer=put)
     return app
 
 
 def create_app_from_env() -> FastAPI:
     """Import-string factory for uvicorn workers: settings come from ``DIGITLAB_SERVE_*``."""
-    return create_app(ServerSettings.from_env())
+    settings = ServerSettings.from_env()
+    return create_app(settings, feedback=feedback_settings_from_env(settings.host))

@@ -113,6 +113,7 @@ def run_server(
     settings: ServerSettings,
     *,
     recognizer: Any = None,
+    feedback: Any = None,
     on_ready: Callable[[str], None] | None = None,
 ) -> None:
     """Serve until interrupted, in this process or in ``settings.workers`` processes.
@@ -122,12 +123,15 @@ def run_server(
     """
     options = uvicorn_options(settings)
     if settings.workers == 1:
-        config = uvicorn.Config(create_app(settings, recognizer=recognizer), **options)
+        app = create_app(settings, recognizer=recognizer, feedback=feedback)
+        config = uvicorn.Config(app, **options)
         AnnouncingServer(config, on_ready).run()
         return
     if settings.port == 0:
         raise DigitlabError("port 0 (any free port) needs a single worker; choose a port")
     os.environ.update(settings.to_env())
+    if feedback is not None:
+        os.environ.update(feedback.to_env())
     if on_ready is not None:
         on_ready(settings.url)
     _run_workers(uvicorn.Config(APP_FACTORY, factory=True, workers=settings.workers, **options))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -93,6 +93,10 @@ class ModelOut(BaseModel):
     val_accuracy: float | None
     test_accuracy: float | None
     limits: Limits
+    feedback: dict[str, Any] | None = Field(
+        default=None,
+        description="whether corrections are kept (enabled, exposed, admin_required, store)",
+    )
 
 
 class HealthOut(BaseModel):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 
 from digitlab import __version__
 from digitlab.apps.server.routes.deps import Service
@@ -15,8 +15,9 @@ router = APIRouter(tags=["service"])
 
 
 @router.get("/api/model", response_model=ModelOut, summary="The model")
-async def model(service: Service) -> dict[str, Any]:
-    """Which model answers, where it was loaded from, its accuracy, and the input limits."""
+async def model(service: Service, request: Request) -> dict[str, Any]:
+    """Which model answers, where it was loaded from, its accuracy, the input limits, and
+    whether this server keeps corrections (``feedback``; null when it has no feedback API)."""
     settings = service.settings
     limits = Limits(
         max_body_bytes=settings.max_body_bytes,
@@ -24,7 +25,12 @@ async def model(service: Service) -> dict[str, Any]:
         max_batch=settings.max_batch,
         formats=[f.pillow.lower() for f in IMAGE_FORMATS],
     )
-    return {**service.recognizer.info.to_dict(), "limits": limits}
+    feedback = getattr(request.app.state, "feedback", None)
+    return {
+        **service.recognizer.info.to_dict(),
+        "limits": limits,
+        "feedback": feedback.status() if feedback is not None else None,
+    }
 
 
 @router.get("/healthz", response_model=HealthOut, summary="Liveness")
