@@ -48,7 +48,7 @@ from torch import nn
 
 from digitlab.core.errors import DigitlabError
 from digitlab.core.io import atomic_write
-from digitlab.training.augment import AugmentConfig, augment_batch
+from digitlab.training.augment import AugmentConfig, DegradeConfig, augment_batch, degrade_batch
 from digitlab.training.checkpoint import load_checkpoint, save_checkpoint
 from digitlab.training.evaluate import loss_and_accuracy, predict_logits
 from digitlab.training.events import (
@@ -92,6 +92,7 @@ class TrainConfig:
     augment: bool = True
     elastic: bool = False
     rotation_deg: float = AugmentConfig.rotation_deg
+    degrade: float = 0.0  # share of each batch degraded (DegradeConfig); 0 = MNIST-clean only
     label_smoothing: float = 0.0
     early_stopping: int | None = None  # patience in epochs without a better val accuracy
     val_size: int = 5000
@@ -135,6 +136,7 @@ class TrainConfig:
                 f"--early-stopping must be at least 1 epoch, got {self.early_stopping}",
             ),
             (0 <= self.label_smoothing < 1, "--label-smoothing must be in [0, 1)"),
+            (0 <= self.degrade <= 1, f"--degrade must be in [0, 1], got {self.degrade}"),
             (
                 self.device in ("auto", "cpu", "cuda", "mps") or self.device.startswith("cuda:"),
                 f"--device must be auto, cpu, cuda or mps, got {self.device!r}",
@@ -244,6 +246,11 @@ def make_scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoch
 def augment_config(cfg: TrainConfig) -> AugmentConfig:
     """Augmentation ranges for a run (elastic distortion only with ``--elastic``)."""
     return AugmentConfig(rotation_deg=cfg.rotation_deg, elastic_alpha=1.5 if cfg.elastic else 0.0)
+
+
+def degrade_config(cfg: TrainConfig) -> DegradeConfig | None:
+    """Degradation ranges for a run (``--degrade FRACTION``), or None when it is off."""
+    return DegradeConfig(fraction=cfg.degrade) if cfg.degrade > 0 else None
 
 
 def train_step(
@@ -620,6 +627,9 @@ class Trainer:
         perm = torch.randperm(len(s.train_y), generator=gen, device=device)
         mine = perm[info.rank * self.shard : (info.rank + 1) * self.shard]  # disjoint shards
         aug = augment_config(cfg)
+        deg = degrade_config(cfg)
+        # A generator of its own: --degrade leaves a run's shuffling and affine draws as they were.
+        deg_gen = epoch_generator(cfg.seed + 104_729 + 7919 * info.rank, epoch, device)
         self.train_model.train()
         progress = _Progress(info.is_main, epoch, cfg.epochs, self.steps)
         watched = bool(self.callbacks) or progress.enabled
@@ -632,6 +642,8 @@ class Trainer:
                 x = s.train_x[idx].float().div_(255)
                 if cfg.augment:
                     x = augment_batch(x, aug, aug_gen)
+                if deg is not None:
+                    x = degrade_batch(x, deg, deg_gen)
                 if cfg.channels_last:
                     x = x.contiguous(memory_format=torch.channels_last)
                 y = s.train_y[idx]

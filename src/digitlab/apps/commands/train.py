@@ -53,6 +53,16 @@ def add_train_options(p: argparse.ArgumentParser) -> None:
         default=None,
         help="add elastic distortion to the augmentation",
     )
+    g.add_argument(
+        "--degrade",
+        type=float,
+        nargs="?",
+        const=0.5,
+        metavar="FRACTION",
+        help="degrade this share of each batch (blur, low resolution, stroke width, contrast, "
+        "gamma, noise, perspective/elastic warp; training.augment.DegradeConfig); bare --degrade "
+        "= 0.5, default 0 (off)",
+    )
     g.add_argument("--label-smoothing", type=float)
     g.add_argument(
         "--early-stopping",
