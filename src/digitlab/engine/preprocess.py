@@ -74,6 +74,18 @@ SHADING_CELLS = 4
 # 1/BG_CELLS of the long side, opened (eroded then dilated) over 3x3 blocks so that strokes up
 # to ~3/16 of the image wide cannot raise it, then interpolated bilinearly back to full size.
 BG_CELLS = 16
+BG_OPEN = 2
+# Printed lines (see remove_lines): slopes tried (px per px: 0.07 = 4 degrees), the widest line
+# as a fraction of the image's side, the lowest line level (grey levels) worth subtracting, and
+# the reduction they are found at.
+LINE_SLOPES = (-0.07, -0.05, -0.035, -0.02, -0.01, 0.0, 0.01, 0.02, 0.035, 0.05, 0.07)
+LINE_WIDTH = 0.01
+LINE_MIN_LEVEL = 3
+LINE_REDUCE = 2
+# The paper a photo shows is judged on a ring 1/BORDER_CELLS of its short side wide, 1/BORDER_INSET
+# of it inside the border (beyond the sheet's edge, a photo may show the table).
+BORDER_CELLS = 50
+BORDER_INSET = 10
 # Images smaller than this (MNIST's 28x28, the UCI 8x8) are scans, not photos: no flattening,
 # and their blocks would be smaller than a stroke.
 FLATTEN_MIN_SIDE = 48
@@ -115,12 +127,21 @@ CONTRAST_FRACTION = 0.3
 PLAIN_MIN_CONTRAST = 100
 
 # Specks: a connected piece of ink is "significant" when its bounding box spans at least
-# MIN_DIGIT_FRACTION of the image's long side (a digit smaller than 6% of a canvas is not
-# meant to be read) and at least MIN_DIGIT_PIXELS. Small pieces are kept only when they touch
-# the significant ink's box grown by PART_MARGIN of its size (a 5's flag, a broken stroke);
-# isolated specks elsewhere are dropped.
-MIN_DIGIT_FRACTION = 0.06
-MIN_DIGIT_PIXELS = 3
+# MIN_DIGIT_PIXELS working pixels (a digit smaller than that is not meant to be read; specks
+# of dust and dots are smaller) and at least SIGNIFICANT_FRACTION of the largest piece's span
+# (the digit is the largest thing written, whatever the image's size). Small pieces are kept
+# only when they touch the significant ink's box grown by PART_MARGIN of its size (a 5's flag,
+# a broken stroke); isolated specks elsewhere are dropped.
+MIN_DIGIT_PIXELS = 10
+# In a photo, a piece of ink is writing only if it is solid: at least SOLID_FRACTION of its
+# pixels strong (EDGE_SOLID_FRACTION where it touches the edge, where a dim corner's noise
+# gathers), and, touching the edge, with at most half of it within EDGE_BAND of the short side
+# from the edge. Measured on development photos made from MNIST training digits: strokes,
+# even blurred, 0.25-1.0; residue of noise and printed lines 0.0-0.18, at the edge up to 0.38.
+SOLID_FRACTION = 0.2
+EDGE_SOLID_FRACTION = 0.5
+EDGE_BAND = 0.05
+SIGNIFICANT_FRACTION = 0.5
 PART_MARGIN = 0.15
 # Pieces of ink are made of pixels of at least LOW_INK of full ink (fainter pixels count only
 # inside kept pieces), and every kept piece must reach STRONG_INK somewhere (hysteresis
@@ -312,7 +333,10 @@ def flatten_background(ink: np.ndarray, *, multiplicative: bool = False) -> tupl
         return ink, False
     cell = max(1, -(-max(h, w) // BG_CELLS))
     grid = _block_reduce(ink, cell, np.minimum)
-    grid = _grid_filter(_grid_filter(grid, np.minimum), np.maximum)
+    for _ in range(BG_OPEN):
+        grid = _grid_filter(grid, np.minimum)
+    for _ in range(BG_OPEN):
+        grid = _grid_filter(grid, np.maximum)
     low, high = int(grid.min()), int(grid.max())
     if high - low <= FLAT_BACKGROUND_TOLERANCE:
         if low == 0:
@@ -327,6 +351,71 @@ def flatten_background(ink: np.ndarray, *, multiplicative: bool = False) -> tupl
         paper = np.maximum(FULL - background, FULL * MIN_PAPER_BRIGHTNESS)
         flat *= FULL / paper
     return np.clip(flat + 0.5, 0, FULL).astype(np.uint8), True
+
+
+def _line_profile(ink: Image.Image, slope: float) -> np.ndarray:
+    """Per row of ``ink`` sheared by ``slope`` (rows rising ``slope`` px per px to the right):
+    the least of the row's median ink over its left, middle and right thirds (float32).
+
+    A printed line crossing the page covers most of every third; a digit's stroke, even a
+    long bar, does not.
+    """
+    w, h = ink.size
+    sheared = ink.transform((w, h), Image.AFFINE, (1, 0, 0, slope, 1, -slope * w / 2))
+    a = np.asarray(sheared)
+    thirds = [np.median(a[:, k * w // 3 : (k + 1) * w // 3], axis=1) for k in range(3)]
+    return np.minimum(np.minimum(thirds[0], thirds[1]), thirds[2]).astype(np.float32)
+
+
+def _tophat(profile: np.ndarray, width: int) -> np.ndarray:
+    """``profile`` minus its opening over ``width`` samples: its narrow peaks only."""
+    pad = width // 2
+    p = np.pad(profile, pad, mode="edge")
+    windows = np.lib.stride_tricks.sliding_window_view(p, width)
+    low = np.pad(windows.min(axis=1), pad, mode="edge")
+    opened = np.lib.stride_tricks.sliding_window_view(low, width).max(axis=1)
+    return np.maximum(profile - opened, 0.0)
+
+
+def _line_field(ink: np.ndarray) -> np.ndarray:
+    """The printed horizontal lines of an ink map (float32, same shape): for each slope of
+    LINE_SLOPES, the narrow peaks of its sheared row profile, spread back along the rows;
+    the most of these over the slopes."""
+    h, w = ink.shape
+    img = Image.fromarray(ink)
+    width = 2 * max(1, round(LINE_WIDTH * h)) + 1
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    field = np.zeros((h, w), np.float32)
+    for slope in LINE_SLOPES:
+        peaks = _tophat(_line_profile(img, slope), width)
+        if peaks.max() < LINE_MIN_LEVEL:
+            continue
+        rows = np.clip(np.rint(yy - slope * (xx - w / 2)), 0, h - 1).astype(np.intp)
+        np.maximum(field, peaks[rows], out=field)
+    return field
+
+
+def remove_lines(ink: np.ndarray) -> np.ndarray:
+    """Subtract printed straight lines -- ruled or squared paper, a margin line -- from a
+    photo's flattened ink map (uint8, ink bright).
+
+    A printed line runs across the whole page, nearly horizontal or vertical (LINE_SLOPES
+    allows for a camera a few degrees off), and is thin: on the line's rows, every third of
+    the row holds it for more than half its length, and the rows around it (LINE_WIDTH of the
+    image) hold less. Those narrow peaks of the rows' median ink are subtracted; ink that crosses
+    a line stays (the line's level is taken off it, not the stroke), and a digit's own bar is no
+    line: it does not cross the page. Found at half resolution, subtracted at full.
+    """
+    h, w = ink.shape
+    small = np.asarray(Image.fromarray(ink).reduce(LINE_REDUCE)) if min(h, w) >= 2 * 48 else ink
+    factor = ink.shape[0] / small.shape[0]
+    field = np.maximum(_line_field(small), _line_field(small.T.copy()).T)
+    if field.max() < LINE_MIN_LEVEL:
+        return ink
+    f = Image.fromarray(np.clip(field, 0, FULL).astype(np.uint8)).filter(ImageFilter.MaxFilter(3))
+    if factor != 1:
+        f = f.resize((w, h), Image.BILINEAR)
+    return np.asarray(ImageChops.subtract(Image.fromarray(ink), f))
 
 
 def label_components(mask: np.ndarray) -> tuple[np.ndarray, int]:
@@ -424,36 +513,52 @@ def pooled_labels(ink: np.ndarray, max_side: int = LABEL_MAX_SIDE) -> tuple[np.n
     pixels [y*f, (y+1)*f) x [x*f, (x+1)*f)).
     """
     factor = max(1, -(-max(ink.shape) // max_side))
-    return (*label_components(_pooled_mask(ink, _LOW_TABLE, factor)), factor)
+    return (*label_components(_pooled_mask(ink, _LOW_TABLE, factor, sparse=False)), factor)
 
 
-def _pooled_mask(ink: np.ndarray, table: list[int], factor: int) -> np.ndarray:
-    """Pixels that ``table`` maps to nonzero, max-pooled over factor x factor blocks."""
+def _pooled_mask(
+    ink: np.ndarray, table: list[int], factor: int, *, sparse: bool = True
+) -> np.ndarray:
+    """Pixels that ``table`` maps to nonzero, pooled over factor x factor blocks.
+
+    With ``sparse`` a block is set when any of its pixels is; otherwise when it holds at least
+    half a 1 px line across it (factor / 2 pixels): a stroke sets every block it crosses, while
+    scattered specks of noise do not bridge the gaps between pieces.
+    """
     binary = Image.fromarray(ink).point(table)
-    if factor > 1:
-        binary = binary.reduce(factor)  # a block's mean is > 0 iff any pixel is set
-    return np.asarray(binary) > 0
+    if factor == 1:
+        return np.asarray(binary) > 0
+    mean = np.asarray(binary.reduce(factor))  # a block's mean of 0/255 pixels
+    if sparse:
+        return mean > 0
+    return mean >= (FULL * factor / 2) / (factor * factor) - 0.5
 
 
 def remove_specks(ink: np.ndarray, *, clear_edges: bool = False) -> np.ndarray:
-    """Keep the ink of significant components and of small parts next to them.
+    """Keep the ink of the digit: its significant components and small parts next to them.
 
-    Components are pieces of ink >= LOW_INK. Significant ones span at least
-    MIN_DIGIT_FRACTION of the image's long side and hold at least one pixel of strong ink
+    Components are pieces of ink >= LOW_INK that hold at least one pixel of strong ink
     (>= STRONG_INK; hysteresis thresholding: faint residue of a shadow edge or paper grain
-    never reaches it). Smaller pieces with strong ink count when they touch the significant
-    ink's box grown by PART_MARGIN. With ``clear_edges`` (photos), pieces that touch the
-    image's edge -- the edge of the sheet, the table, a shadow or a dark corner -- are dropped
-    first. Returns the cleaned uint8 map (all zero when nothing significant is left).
+    never reaches it). With ``clear_edges`` (photos), pieces that run across the whole image
+    -- touching two opposite edges: a line, a frame, the sheet's edge -- are not writing; a
+    digit that merely touches or is cut by the edge stays. Significant pieces span at least
+    MIN_DIGIT_PIXELS working pixels and SIGNIFICANT_FRACTION of the largest piece's span, so
+    a small digit on a large page is read, and specks beside a digit are not. Smaller pieces
+    count when they touch the significant ink's box grown by PART_MARGIN. Returns the cleaned
+    uint8 map (all zero when nothing significant is left).
     """
     labels, n, factor = pooled_labels(ink)
     comps = components(labels, n)
-    if clear_edges:
-        comps = [c for c in comps if not _touches_edge(c, labels.shape)]
     strong = _pooled_mask(ink, _STRONG_TABLE, factor)
     has_strong = np.bincount(labels[strong], minlength=n + 1) > 0
-    min_extent = max(MIN_DIGIT_PIXELS, MIN_DIGIT_FRACTION * max(ink.shape)) / factor
-    big = [c for c in comps if has_strong[c.label] and max(c.width, c.height) >= min_extent]
+    comps = [c for c in comps if has_strong[c.label]]
+    if clear_edges:
+        comps = [c for c in comps if not _is_frame(ink, labels, c, factor)]
+    if not comps:
+        return np.zeros_like(ink)
+    span = {c.label: _span(ink, labels, c, factor) for c in comps}
+    min_span = max(MIN_DIGIT_PIXELS, SIGNIFICANT_FRACTION * max(span.values()))
+    big = [c for c in comps if span[c.label] >= min_span]
     if not big:
         return np.zeros_like(ink)
     bx0 = min(c.x0 for c in big)
@@ -464,7 +569,7 @@ def remove_specks(ink: np.ndarray, *, clear_edges: bool = False) -> np.ndarray:
     my = PART_MARGIN * (by1 - by0)
     keep = np.zeros(n + 1, dtype=bool)
     for c in comps:
-        keep[c.label] = bool(has_strong[c.label]) and (
+        keep[c.label] = (
             c.x1 >= bx0 - mx and c.x0 <= bx1 + mx and c.y1 >= by0 - my and c.y0 <= by1 + my
         )
     return _keep_cells(ink, keep[labels], factor)
@@ -480,10 +585,47 @@ def _keep_cells(ink: np.ndarray, cells: np.ndarray, factor: int) -> np.ndarray:
     return np.asarray(ImageChops.darker(Image.fromarray(ink), mask))
 
 
-def _touches_edge(c: Component, shape: tuple[int, int]) -> bool:
-    """A piece touching the image's edge."""
-    h, w = shape
-    return c.x0 == 0 or c.y0 == 0 or c.x1 == w or c.y1 == h
+def _span(ink: np.ndarray, labels: np.ndarray, c: Component, factor: int) -> int:
+    """A component's longer side in working pixels (its pooled box, trimmed to the ink)."""
+    if factor == 1:
+        return max(c.width, c.height)
+    own = np.repeat(np.repeat(labels[c.y0 : c.y1, c.x0 : c.x1] == c.label, factor, 0), factor, 1)
+    patch = ink[c.y0 * factor : c.y1 * factor, c.x0 * factor : c.x1 * factor]
+    inked = (patch >= LOW_INK * FULL) & own[: patch.shape[0], : patch.shape[1]]
+    rows = np.flatnonzero(inked.any(axis=1))
+    cols = np.flatnonzero(inked.any(axis=0))
+    if rows.size == 0:
+        return 0
+    return int(max(rows[-1] - rows[0], cols[-1] - cols[0])) + 1
+
+
+def _is_frame(ink: np.ndarray, labels: np.ndarray, c: Component, factor: int) -> bool:
+    """A piece touching a photo's edge that is not writing: it runs across the image
+    (touches two opposite edges: a line, the sheet's edge), or most of its ink lies within
+    EDGE_BAND of the edge (the table beside the sheet, a dark rim), or it is not solid ink
+    (less than SOLID_FRACTION of its pixels strong: noise a dim corner's vignette raised). A
+    digit touching or cut by the edge is solid and reaches well inside."""
+    h, w = labels.shape
+    if (c.x0 == 0 and c.x1 == w) or (c.y0 == 0 and c.y1 == h):
+        return True
+    own = np.repeat(np.repeat(labels[c.y0 : c.y1, c.x0 : c.x1] == c.label, factor, 0), factor, 1)
+    patch = ink[c.y0 * factor : c.y1 * factor, c.x0 * factor : c.x1 * factor]
+    own = own[: patch.shape[0], : patch.shape[1]]
+    inked = own & (patch >= LOW_INK * FULL)
+    total = int(np.count_nonzero(inked))
+    edge = c.x0 == 0 or c.y0 == 0 or c.x1 == w or c.y1 == h
+    solid = EDGE_SOLID_FRACTION if edge else SOLID_FRACTION
+    if total == 0 or np.count_nonzero(own & (patch >= STRONG_INK * FULL)) < solid * total:
+        return True
+    if not edge:
+        return False
+    ih, iw = ink.shape
+    band = EDGE_BAND * min(ih, iw)
+    ys, xs = np.nonzero(inked)
+    ys = ys + c.y0 * factor
+    xs = xs + c.x0 * factor
+    near = (ys < band) | (xs < band) | (ys >= ih - band) | (xs >= iw - band)
+    return bool(np.count_nonzero(near) > total / 2)
 
 
 ALPHA_MEAN_REDUCE = 4
@@ -557,9 +699,36 @@ def _polarity_and_ink(lum: np.ndarray) -> tuple[bool, np.ndarray, bool]:
         radius = max(1, max(small.size) // SHADING_CELLS)
         shading = np.asarray(small.filter(ImageFilter.BoxBlur(radius)), np.float32)
         ratio = np.asarray(small, np.float32) / np.maximum(shading, 1.0)
-        dark = _ink_is_dark(_u8(ratio * 0.5))  # paper (ratio 1) at mid-grey
+        dark = _border_dark(_u8(ratio * 0.5))  # paper (ratio 1) at mid-grey
     ink, photo = flatten_background(_as_ink(lum, dark), multiplicative=dark)
+    if photo:
+        ink = remove_lines(ink)
     return dark, ink, photo
+
+
+def _border_dark(lum: np.ndarray) -> bool:
+    """True for dark ink on light paper, judged by the paper the image's border shows.
+
+    Whatever a photo shows, its border is mostly paper -- even where a digit fills the frame
+    or is cut by its edge, the strokes cross the border in a few places only. The ink is the
+    tail of the histogram that lies further from the border's median brightness.
+    """
+    h, w = lum.shape
+    inset = min(h, w) // BORDER_INSET
+    ring = max(1, min(h, w) // BORDER_CELLS)
+    inner = lum[inset : h - inset, inset : w - inset]
+    border = np.concatenate(
+        [
+            inner[:ring].ravel(),
+            inner[-ring:].ravel(),
+            inner[:, :ring].ravel(),
+            inner[:, -ring:].ravel(),
+        ]
+    )
+    paper = float(np.median(border))
+    cdf = _cdf(lum)
+    top = 100.0 * _top_fraction(lum.size)
+    return (paper - _pct(cdf, top)) > (_pct(cdf, 100.0 - top) - paper)
 
 
 def _as_ink(lum: np.ndarray, dark: bool) -> np.ndarray:
