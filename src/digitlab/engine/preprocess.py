@@ -128,8 +128,9 @@ PLAIN_MIN_CONTRAST = 100
 
 # Specks: a connected piece of ink is "significant" when its bounding box spans at least
 # MIN_DIGIT_PIXELS working pixels (a digit smaller than that is not meant to be read; specks
-# of dust and dots are smaller) and at least SIGNIFICANT_FRACTION of the largest piece's span
-# (the digit is the largest thing written, whatever the image's size). Small pieces are kept
+# of dust and dots are smaller) and at least SIGNIFICANT_FRACTION of the tallest piece's height
+# (the digit is the largest thing written, whatever the image's size; height, not width: the
+# digits of a number written touching make one wide piece). Small pieces are kept
 # only when they touch the significant ink's box grown by PART_MARGIN of its size (a 5's flag,
 # a broken stroke); isolated specks elsewhere are dropped.
 MIN_DIGIT_PIXELS = 10
@@ -556,9 +557,10 @@ def remove_specks(ink: np.ndarray, *, clear_edges: bool = False) -> np.ndarray:
         comps = [c for c in comps if not _is_frame(ink, labels, c, factor)]
     if not comps:
         return np.zeros_like(ink)
-    span = {c.label: _span(ink, labels, c, factor) for c in comps}
-    min_span = max(MIN_DIGIT_PIXELS, SIGNIFICANT_FRACTION * max(span.values()))
-    big = [c for c in comps if span[c.label] >= min_span]
+    size = {c.label: _size(ink, labels, c, factor) for c in comps}
+    tallest = max(h for _, h in size.values())
+    min_span = max(MIN_DIGIT_PIXELS, SIGNIFICANT_FRACTION * tallest)
+    big = [c for c in comps if max(size[c.label]) >= min_span]
     if not big:
         return np.zeros_like(ink)
     bx0 = min(c.x0 for c in big)
@@ -572,7 +574,13 @@ def remove_specks(ink: np.ndarray, *, clear_edges: bool = False) -> np.ndarray:
         keep[c.label] = (
             c.x1 >= bx0 - mx and c.x0 <= bx1 + mx and c.y1 >= by0 - my and c.y0 <= by1 + my
         )
-    return _keep_cells(ink, keep[labels], factor)
+    cells = keep[labels]
+    if factor > 1:
+        # Pieces were found on blocks holding a stroke; their ink is taken from every block
+        # next to them that holds any (a stroke's tip clipping a block's corner).
+        grown = Image.fromarray(cells.astype(np.uint8) * FULL).filter(ImageFilter.MaxFilter(3))
+        cells = (np.asarray(grown) > 0) & _pooled_mask(ink, _LOW_TABLE, factor)
+    return _keep_cells(ink, cells, factor)
 
 
 def _keep_cells(ink: np.ndarray, cells: np.ndarray, factor: int) -> np.ndarray:
@@ -585,18 +593,18 @@ def _keep_cells(ink: np.ndarray, cells: np.ndarray, factor: int) -> np.ndarray:
     return np.asarray(ImageChops.darker(Image.fromarray(ink), mask))
 
 
-def _span(ink: np.ndarray, labels: np.ndarray, c: Component, factor: int) -> int:
-    """A component's longer side in working pixels (its pooled box, trimmed to the ink)."""
+def _size(ink: np.ndarray, labels: np.ndarray, c: Component, factor: int) -> tuple[int, int]:
+    """A component's width and height in working pixels (its pooled box, trimmed to its ink)."""
     if factor == 1:
-        return max(c.width, c.height)
+        return c.width, c.height
     own = np.repeat(np.repeat(labels[c.y0 : c.y1, c.x0 : c.x1] == c.label, factor, 0), factor, 1)
     patch = ink[c.y0 * factor : c.y1 * factor, c.x0 * factor : c.x1 * factor]
     inked = (patch >= LOW_INK * FULL) & own[: patch.shape[0], : patch.shape[1]]
     rows = np.flatnonzero(inked.any(axis=1))
     cols = np.flatnonzero(inked.any(axis=0))
     if rows.size == 0:
-        return 0
-    return int(max(rows[-1] - rows[0], cols[-1] - cols[0])) + 1
+        return 0, 0
+    return int(cols[-1] - cols[0]) + 1, int(rows[-1] - rows[0]) + 1
 
 
 def _is_frame(ink: np.ndarray, labels: np.ndarray, c: Component, factor: int) -> bool:

@@ -80,7 +80,7 @@ CUT_COST = 0.6
 APART_COST = 0.1
 # Neighbouring groups at most MERGE_GAP line heights apart (or overlapping), up to MERGE_SPAN
 # of them, may be read as one digit whose strokes came apart.
-MERGE_GAP = 0.06
+MERGE_GAP = 0.2
 MERGE_SPAN = 3
 # A cut through a valley of at most DEEP_VALLEY stroke widths of ink (digits that barely
 # touch) costs only DEEP_CUT_COST.
