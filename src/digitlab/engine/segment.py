@@ -494,8 +494,9 @@ def group_strokes(strokes: Sequence[Stroke]) -> list[list[Stroke]]:
     for s in strokes:
         x0, x1 = float(s[:, 0].min()), float(s[:, 0].max())
         if groups:
-            inter = min(hi, x1) - max(lo, x0)
-            if inter >= STROKE_OVERLAP * max(1.0, min(hi - lo, x1 - x0)):
+            # Extents in pixels covered (a vertical stroke covers one).
+            inter = min(hi, x1) - max(lo, x0) + 1
+            if inter >= STROKE_OVERLAP * (min(hi - lo, x1 - x0) + 1):
                 groups[-1].append(s)
                 lo, hi = min(lo, x0), max(hi, x1)
                 continue
