@@ -1,6 +1,6 @@
 """Split a number written on one line into its digits.
 
-Input is the ink map of :func:`digitlab.engine.preprocess.extract_ink` (uint8, ink = 255). Steps:
+Input is the ink map of :func:`digitlab.engine.ink.extract_ink` (uint8, ink = 255). Steps:
 
 1. **Pieces**: 8-connected components of the ink.
 2. **Line**: its height is the median height of the tall pieces (at least half the tallest),
@@ -38,13 +38,8 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from digitlab.core.errors import DigitlabError
-from digitlab.engine.preprocess import (
-    LOW_INK,
-    Component,
-    components,
-    label_components,
-    stroke_width,
-)
+from digitlab.engine.ink import LOW_INK, Component, components, label_components
+from digitlab.engine.normalise import stroke_width
 
 # Pieces at least this fraction of the tallest one's height define the line.
 TALL_FRACTION = 0.5
