@@ -474,47 +474,52 @@ def components(labels: np.ndarray, n: int) -> list[Component]:
 
 
 def pooled_labels(ink: np.ndarray, max_side: int = LABEL_MAX_SIDE) -> tuple[np.ndarray, int, int]:
-    """Label the ink (>= LOW_INK) of a uint8 map, max-pooled to a long side <= ``max_side``.
+    """Label the ink (>= LOW_INK) of a uint8 map, pooled to a long side <= ``max_side``.
 
-    Returns labels, their count and the pooling factor (labels[y, x] covers the input's
-    pixels [y*f, (y+1)*f) x [x*f, (x+1)*f)).
+    A block is ink when it holds at least half a 1 px line across it (factor / 2 pixels): a
+    stroke sets every block it crosses, while scattered specks of noise do not bridge the gaps
+    between pieces. Returns labels, their count and the pooling factor (labels[y, x] covers the
+    input's pixels [y*f, (y+1)*f) x [x*f, (x+1)*f)).
     """
     factor = max(1, -(-max(ink.shape) // max_side))
-    return (*label_components(_pooled_mask(ink, _LOW_TABLE, factor, sparse=False)), factor)
+    return (*label_components(_block_fill(ink, _LOW_TABLE, factor)[0]), factor)
 
 
-def _pooled_mask(
-    ink: np.ndarray, table: list[int], factor: int, *, sparse: bool = True
-) -> np.ndarray:
-    """Pixels that ``table`` maps to nonzero, pooled over factor x factor blocks.
-
-    With ``sparse`` a block is set when any of its pixels is; otherwise when it holds at least
-    half a 1 px line across it (factor / 2 pixels): a stroke sets every block it crosses, while
-    scattered specks of noise do not bridge the gaps between pieces.
-    """
+def _block_fill(ink: np.ndarray, table: list[int], factor: int) -> tuple[np.ndarray, np.ndarray]:
+    """Blocks (factor x factor) of the pixels ``table`` sets: those holding at least factor / 2
+    of them, and those holding any (two boolean maps)."""
     binary = Image.fromarray(ink).point(table)
     if factor == 1:
-        return np.asarray(binary) > 0
+        any_set = np.asarray(binary) > 0
+        return any_set, any_set
     mean = np.asarray(binary.reduce(factor))  # a block's mean of 0/255 pixels
-    if sparse:
-        return mean > 0
-    return mean >= (FULL * factor / 2) / (factor * factor) - 0.5
+    return mean >= (FULL * factor / 2) / (factor * factor) - 0.5, mean > 0
+
+
+def _pooled_mask(ink: np.ndarray, table: list[int], factor: int) -> np.ndarray:
+    """Blocks (factor x factor) holding any pixel that ``table`` sets."""
+    binary = Image.fromarray(ink).point(table)
+    if factor > 1:
+        binary = binary.reduce(factor)  # a block's mean is > 0 iff any pixel is set
+    return np.asarray(binary) > 0
 
 
 def remove_specks(ink: np.ndarray, *, clear_edges: bool = False) -> np.ndarray:
     """Keep the ink of the digit: its significant components and small parts next to them.
 
-    Components are pieces of ink >= LOW_INK that hold at least one pixel of strong ink
-    (>= STRONG_INK; hysteresis thresholding: faint residue of a shadow edge or paper grain
-    never reaches it). With ``clear_edges`` (photos), pieces that run across the whole image
-    -- touching two opposite edges: a line, a frame, the sheet's edge -- are not writing; a
-    digit that merely touches or is cut by the edge stays. Significant pieces span at least
-    MIN_DIGIT_PIXELS working pixels and SIGNIFICANT_FRACTION of the largest piece's span, so
-    a small digit on a large page is read, and specks beside a digit are not. Smaller pieces
-    count when they touch the significant ink's box grown by PART_MARGIN. Returns the cleaned
-    uint8 map (all zero when nothing significant is left).
+    Components are pieces of ink >= LOW_INK (see :func:`pooled_labels`) that hold at least one
+    pixel of strong ink (>= STRONG_INK; hysteresis thresholding: faint residue of a shadow edge
+    or paper grain never reaches it). With ``clear_edges`` (photos), pieces that are not
+    writing are dropped (:func:`_is_frame`: a line across the image, the table beside the
+    sheet, noise); a digit that merely touches or is cut by the edge stays. Significant pieces
+    span at least MIN_DIGIT_PIXELS working pixels and SIGNIFICANT_FRACTION of the tallest
+    piece's height, so a small digit on a large page is read, and specks beside a digit are
+    not. Smaller pieces count when they touch the significant ink's box grown by PART_MARGIN.
+    Returns the cleaned uint8 map (all zero when nothing significant is left).
     """
-    labels, n, factor = pooled_labels(ink)
+    factor = max(1, -(-max(ink.shape) // LABEL_MAX_SIDE))
+    dense, any_ink = _block_fill(ink, _LOW_TABLE, factor)
+    labels, n = label_components(dense)
     comps = components(labels, n)
     strong = _pooled_mask(ink, _STRONG_TABLE, factor)
     has_strong = np.bincount(labels[strong], minlength=n + 1) > 0
@@ -523,7 +528,7 @@ def remove_specks(ink: np.ndarray, *, clear_edges: bool = False) -> np.ndarray:
         comps = [c for c in comps if not _is_frame(ink, labels, c, factor)]
     if not comps:
         return np.zeros_like(ink)
-    size = {c.label: _size(ink, labels, c, factor) for c in comps}
+    size = {c.label: _size(ink, c, factor) for c in comps}
     tallest = max(h for _, h in size.values())
     min_span = max(MIN_DIGIT_PIXELS, SIGNIFICANT_FRACTION * tallest)
     big = [c for c in comps if max(size[c.label]) >= min_span]
@@ -545,7 +550,7 @@ def remove_specks(ink: np.ndarray, *, clear_edges: bool = False) -> np.ndarray:
         # Pieces were found on blocks holding a stroke; their ink is taken from every block
         # next to them that holds any (a stroke's tip clipping a block's corner).
         grown = Image.fromarray(cells.astype(np.uint8) * FULL).filter(ImageFilter.MaxFilter(3))
-        cells = (np.asarray(grown) > 0) & _pooled_mask(ink, _LOW_TABLE, factor)
+        cells = (np.asarray(grown) > 0) & any_ink
     return _keep_cells(ink, cells, factor)
 
 
@@ -559,15 +564,13 @@ def _keep_cells(ink: np.ndarray, cells: np.ndarray, factor: int) -> np.ndarray:
     return np.asarray(ImageChops.darker(Image.fromarray(ink), mask))
 
 
-def _size(ink: np.ndarray, labels: np.ndarray, c: Component, factor: int) -> tuple[int, int]:
-    """A component's width and height in working pixels (its pooled box, trimmed to its ink)."""
+def _size(ink: np.ndarray, c: Component, factor: int) -> tuple[int, int]:
+    """A component's width and height in working pixels: its block box, trimmed to the ink."""
     if factor == 1:
         return c.width, c.height
-    own = np.repeat(np.repeat(labels[c.y0 : c.y1, c.x0 : c.x1] == c.label, factor, 0), factor, 1)
-    patch = ink[c.y0 * factor : c.y1 * factor, c.x0 * factor : c.x1 * factor]
-    inked = (patch >= LOW_INK * FULL) & own[: patch.shape[0], : patch.shape[1]]
-    rows = np.flatnonzero(inked.any(axis=1))
-    cols = np.flatnonzero(inked.any(axis=0))
+    patch = ink[c.y0 * factor : c.y1 * factor, c.x0 * factor : c.x1 * factor] >= LOW_INK * FULL
+    rows = np.flatnonzero(patch.any(axis=1))
+    cols = np.flatnonzero(patch.any(axis=0))
     if rows.size == 0:
         return 0, 0
     return int(cols[-1] - cols[0]) + 1, int(rows[-1] - rows[0]) + 1
