@@ -124,6 +124,9 @@ PLAIN_MIN_CONTRAST = 100
 # only when they touch the significant ink's box grown by PART_MARGIN of its size (a 5's flag,
 # a broken stroke); isolated specks elsewhere are dropped.
 MIN_DIGIT_PIXELS = 16
+# ... or SMALL_IMAGE_DIGIT of a small image's long side (a 28x28 scan: 8 px, so a broken digit's
+# parts still count).
+SMALL_IMAGE_DIGIT = 0.3
 # In a photo, a piece of ink is writing only if it is solid: at least SOLID_FRACTION of its
 # pixels strong (EDGE_SOLID_FRACTION where it touches the edge, where a dim corner's noise
 # gathers), and, touching the edge, with at most half of it within EDGE_BAND of the short side
@@ -533,7 +536,8 @@ def remove_specks(ink: np.ndarray, *, clear_edges: bool = False) -> np.ndarray:
         return np.zeros_like(ink)
     size = {c.label: _size(ink, c, factor) for c in comps}
     tallest = max(h for _, h in size.values())
-    min_span = max(MIN_DIGIT_PIXELS, SIGNIFICANT_FRACTION * tallest)
+    floor = min(MIN_DIGIT_PIXELS, SMALL_IMAGE_DIGIT * max(ink.shape))
+    min_span = max(floor, SIGNIFICANT_FRACTION * tallest)
     big = [c for c in comps if max(size[c.label]) >= min_span]
     if not big:
         return np.zeros_like(ink)
