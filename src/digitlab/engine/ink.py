@@ -135,6 +135,7 @@ SMALL_IMAGE_DIGIT = 0.3
 SOLID_FRACTION = 0.2
 EDGE_SOLID_FRACTION = 0.5
 EDGE_BAND = 0.05
+FRAME_THIN = 0.25
 SIGNIFICANT_FRACTION = 0.5
 PART_MARGIN = 0.15
 # Pieces of ink are made of pixels of at least LOW_INK of full ink (fainter pixels count only
@@ -585,12 +586,15 @@ def _size(ink: np.ndarray, c: Component, factor: int) -> tuple[int, int]:
 
 def _is_frame(ink: np.ndarray, labels: np.ndarray, c: Component, factor: int) -> bool:
     """A piece touching a photo's edge that is not writing: it runs across the image
-    (touches two opposite edges: a line, the sheet's edge), or most of its ink lies within
+    (touches two opposite edges and is at most FRAME_THIN of the image thick the other way: a
+    line, the sheet's edge; a digit cropped tight fills the frame), or most of its ink lies within
     EDGE_BAND of the edge (the table beside the sheet, a dark rim), or it is not solid ink
     (less than SOLID_FRACTION of its pixels strong: noise a dim corner's vignette raised). A
     digit touching or cut by the edge is solid and reaches well inside."""
     h, w = labels.shape
-    if (c.x0 == 0 and c.x1 == w) or (c.y0 == 0 and c.y1 == h):
+    if (c.x0 == 0 and c.x1 == w and c.height <= FRAME_THIN * h) or (
+        c.y0 == 0 and c.y1 == h and c.width <= FRAME_THIN * w
+    ):
         return True
     own = np.repeat(np.repeat(labels[c.y0 : c.y1, c.x0 : c.x1] == c.label, factor, 0), factor, 1)
     patch = ink[c.y0 * factor : c.y1 * factor, c.x0 * factor : c.x1 * factor]
