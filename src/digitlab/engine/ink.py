@@ -58,8 +58,9 @@ POLARITY_REDUCE = 2
 SHADING_CELLS = 4
 
 # Background flattening: the paper level is the minimum of the ink map over blocks of
-# 1/BG_CELLS of the long side, opened (eroded then dilated) over 3x3 blocks so that strokes up
-# to ~3/16 of the image wide cannot raise it, then interpolated bilinearly back to full size.
+# 1/BG_CELLS of the long side, opened (eroded then dilated) BG_OPEN times over 3x3 blocks (a
+# 5x5 opening) so that strokes up to ~5/16 of the image wide -- a felt-tip digit filling the
+# photo -- cannot raise it, then interpolated bilinearly back to full size.
 BG_CELLS = 16
 BG_OPEN = 2
 # Printed lines (see remove_lines): slopes tried (px per px: 0.07 = 4 degrees), the widest line
@@ -290,7 +291,7 @@ def _grid_filter(g: np.ndarray, op: np.ufunc) -> np.ndarray:
 def flatten_background(ink: np.ndarray, *, multiplicative: bool = False) -> tuple[np.ndarray, bool]:
     """Remove uneven light and paper texture from a uint8 ink map (ink bright, paper dark).
 
-    The paper level is the minimum over blocks of 1/BG_CELLS of the long side, opened over 3x3
+    The paper level is the minimum over blocks of 1/BG_CELLS of the long side, opened over 5x5
     blocks (so that strokes cannot raise it) and interpolated bilinearly back to full size; it
     is subtracted. With ``multiplicative`` (dark ink on light paper, where light scales both
     paper and ink) the result is also divided by the local paper brightness, so that ink in a
