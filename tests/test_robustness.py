@@ -108,3 +108,60 @@ def test_uci_digits_not_mnist(recognizer):
     idx = sample(UCI, total=len(images), seed=600)
     # Measured 97.4% on this sample (96.9% on all 1,797 in benchmarks/robustness.py).
     assert _accuracy("uci", recognizer, list(images[idx]), labels[idx]) >= 0.95
+
+
+# Issue #15: images unlike the generators above. A clearly visible digit must not come back as
+# "no digit", and empty paper (ruled or squared included) must. The rules were developed on
+# MNIST *training* digits (tune_images.hard_case); these samples use test digits.
+HARD_SAMPLE = {
+    "marker": 40,
+    "edge": 40,
+    "small": 20,
+    "notebook": 40,
+    "soft": 40,
+    "thin17": 40,
+    "photo_any": 40,
+}
+# Regression floors, one or two images below what these samples measure (accuracy / "no
+# digit"): marker 77.5% / 17.5%, edge 95% / 0%, small 95% / 5%, notebook 92.5% / 2.5%, soft
+# 97.5% / 2.5%, thin17 92.5% / 7.5%, photo_any 95% / 2.5%; empty paper 100% "no digit". Before
+# the #15 rework, the same kinds of images made from training digits measured marker 57.5% /
+# 27.5%, edge 43% / 53%, small 76% / 23%, notebook 82.5% / 16%, thin17 73% / 26%
+# (benchmarks/results/hard_cases.md). These are far from the issue's targets (false "no
+# digit" <= 0.3%): felt-tip digits filling a shaded photo and hairline 1s and 7s still vanish
+# most often.
+HARD_FLOORS = {  # kind: (accuracy floor, most "no digit" allowed)
+    "marker": (0.75, 0.2),
+    "edge": (0.9, 0.05),
+    "small": (0.9, 0.1),
+    "notebook": (0.875, 0.05),
+    "soft": (0.95, 0.05),
+    "thin17": (0.875, 0.1),
+    "photo_any": (0.9, 0.05),
+}
+
+
+@pytest.mark.parametrize("kind", list(HARD_SAMPLE))
+def test_hard_cases_are_read_not_dropped(recognizer, mnist, kind):
+    rng = np.random.default_rng(700 + synth.HARD_KINDS.index(kind))
+    pool = np.arange(len(mnist.test_labels))
+    if kind == "thin17":  # a thin pen: the 1s and 7s that vanish
+        pool = np.flatnonzero(np.isin(mnist.test_labels, [1, 7]))
+    idx = rng.choice(pool, HARD_SAMPLE[kind], replace=False)
+    images = [synth.hard_case(mnist.test_images[i], kind, rng) for i in idx]
+    preds = recognizer.predict_batch(images)
+    labels = mnist.test_labels[idx]
+    acc = float(np.mean([p.digit == y for p, y in zip(preds, labels, strict=True)]))
+    none = float(np.mean([p.digit is None for p in preds]))
+    RESULTS[f"hard:{kind}"] = {"n": len(preds), "accuracy": acc, "no_digit": none}
+    floor, most_none = HARD_FLOORS[kind]
+    assert acc >= floor
+    assert none <= most_none
+
+
+def test_empty_paper_gives_no_digit(recognizer):
+    rng = np.random.default_rng(800)
+    images = [synth.hard_blank(k, rng) for k in synth.HARD_BLANK_KINDS for _ in range(20)]
+    none = float(np.mean([p.digit is None for p in recognizer.predict_batch(images)]))
+    RESULTS["hard:blank"] = {"n": len(images), "no_digit": none}
+    assert none >= 0.99

@@ -398,18 +398,31 @@ class Recognizer:
                 chosen[i] = dataclasses.replace(items[i], alternative=None)
         return chosen
 
-    def read_number(self, image: Any, *, top_k: int = DEFAULT_TOP_K) -> NumberResult:
+    def read_number(
+        self,
+        image: Any,
+        *,
+        top_k: int = DEFAULT_TOP_K,
+        strokes: Sequence[Sequence[Sequence[float]]] | None = None,
+    ) -> NumberResult:
         """Read a number written on one line: segment into digits, recognise each.
 
-        Returns the digits left to right with their boxes (input-image pixels) and
-        predictions; ``number`` is "" when the image holds no ink.
+        ``strokes`` (optional, from a drawing surface): the pen's strokes in drawing order,
+        each a list of (x, y) or (x, y, t_ms) points in ``image``'s pixels. With them, strokes
+        drawn one after another that overlap horizontally make one digit (a 4 or 5 drawn in
+        two strokes) and digits drawn touching still come apart; the model still decides
+        between reading neighbours apart or together. Returns the digits left to right with
+        their boxes (input-image pixels) and predictions; ``number`` is "" when the image
+        holds no ink. Bad ``strokes`` raise DigitlabError naming the problem.
         """
-        from digitlab.engine.segment import Reading, Segment, segment_digits
+        from digitlab.engine.segment import Reading, Segment, check_strokes, segment_digits
 
         top_k = _check_top_k(top_k)
+        pen = check_strokes(strokes) if strokes is not None else []
         ink = extract_ink(image, plain_reading=False)
         if not ink.has_ink:
             return NumberResult("", [])
+        work_strokes = [s / ink.scale for s in pen]
 
         def prepare(segment: Segment) -> Preprocessed:
             return preprocess_ink(
@@ -432,7 +445,7 @@ class Recognizer:
                 for row, e in zip(probs, energy, strict=True)
             ]
 
-        segments = segment_digits(ink.ink, read=read)
+        segments = segment_digits(ink.ink, read=read, strokes=work_strokes)
         pres = [prepare(s) for s in segments]
         keep = [(s, p) for s, p in zip(segments, pres, strict=True) if p.has_ink]
         preds = self.predict_preprocessed([p for _, p in keep], top_k=top_k)

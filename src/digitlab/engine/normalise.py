@@ -1,0 +1,215 @@
+"""MNIST normalisation: an ink map in, the 28x28 the model expects out.
+
+MNIST was made by cropping each scanned digit to its ink, scaling it to fit a 20x20 box keeping
+the aspect ratio (anti-aliased), and pasting it into a 28x28 field so that its centre of mass
+sits in the middle. :func:`normalize_digit` does the same to an ink map of
+:mod:`digitlab.engine.ink`, after normalising the stroke width to MNIST's;
+:class:`Preprocessed` is the result, with the map from input pixels to the 28x28 field.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image, ImageFilter
+
+from digitlab.core.constants import IMAGE_SIDE, MNIST_BOX
+from digitlab.engine.ink import FULL
+
+# Stroke-width normalisation happens with the digit fitted to NORM_BOX px (4x the 20 px box, so
+# a pen can be widened or narrowed in quarter-pixel steps of the final image). Stroke width is
+# estimated as ink area / centre-line length (see stroke_width). MNIST's median stroke,
+# measured the same way at this scale on the first 3,000 training digits, is
+# MNIST_STROKE_WIDTH = 8.9 (5th-95th percentile 6.1-13.9, i.e. ~1.5x either way); strokes
+# outside [1/STROKE_TOLERANCE, STROKE_TOLERANCE] times it are dilated or eroded towards it.
+NORM_BOX = 4 * MNIST_BOX
+MNIST_STROKE_WIDTH = 8.9
+STROKE_TOLERANCE = 1.4
+# Erosion never removes more than this fraction of a stroke's width (thin parts survive).
+MAX_ERODE_FRACTION = 0.35
+# A pixel of the NORM_BOX image counts as ink for the width estimate above this level.
+BINARY_LEVEL = 0.5
+# Soft-ink peak for re-stretching after a resize: the 95th percentile of the ink pixels.
+PEAK_PCT = 95.0
+# Where MNIST puts the centre of mass, measured from the field's edge with pixel i covering
+# [i, i+1): 14.50 in x and 14.49 in y, the mean over the first 3,000 training digits (MNIST
+# moved its digits by whole pixels so that the mass centre fell on pixel index 14).
+MNIST_CENTER = 14.5
+
+# --------------------------------------------------------------------------------------------
+# MNIST-style normalisation
+# --------------------------------------------------------------------------------------------
+
+Affine = tuple[float, float, float, float, float, float]
+
+
+@dataclass
+class Preprocessed:
+    """What the model sees, and where it came from.
+
+    ``image`` is (28, 28) uint8 with ink = 255 (MNIST polarity). ``box`` is the digit's
+    bounding box in input-image pixels (x, y, width, height), or None without ink. ``affine``
+    maps input-image coordinates to 28x28 coordinates in the form Pillow's
+    ``Image.transform(size, Image.AFFINE, affine)`` takes (x28 = a*x + c, y28 = e*y + f), so a
+    28x28 map can be drawn back over the input image.
+    """
+
+    image: np.ndarray
+    has_ink: bool
+    box: tuple[int, int, int, int] | None = None
+    polarity: str = "none"
+    stroke_width: float = 0.0  # stroke width found before normalisation, in 28x28 pixels
+    input_size: tuple[int, int] = (IMAGE_SIDE, IMAGE_SIDE)
+    affine: Affine = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
+    # Photos only: the same image thresholded without flattening the light; the recogniser
+    # keeps whichever of the two the model finds more digit-like (an alternative to a blank
+    # only if it is clearly digit-like).
+    alternative: Preprocessed | None = None
+
+    def as_float(self) -> np.ndarray:
+        """The model input: (1, 28, 28) float32 in [0, 1], ink = 1."""
+        return (self.image.astype(np.float32) / FULL)[None]
+
+
+def blank(input_size: tuple[int, int] = (IMAGE_SIDE, IMAGE_SIDE)) -> Preprocessed:
+    """The result for an image with no ink."""
+    return Preprocessed(np.zeros((IMAGE_SIDE, IMAGE_SIDE), np.uint8), False, input_size=input_size)
+
+
+def _fit(img: Image.Image, box: int) -> tuple[Image.Image, float, float]:
+    """Resize so the long side is ``box`` px (aspect kept); returns image and x/y scales."""
+    w, h = img.size
+    s = box / max(w, h)
+    nw, nh = max(1, round(w * s)), max(1, round(h * s))
+    # Lanczos when shrinking (sharp yet anti-aliased: re-preprocessing MNIST's own test digits
+    # this way keeps the model's accuracy, bilinear loses ~0.4 points), bicubic when enlarging.
+    method = Image.LANCZOS if s < 1 else Image.BICUBIC
+    return img.resize((nw, nh), method), nw / w, nh / h
+
+
+def _restretch(img: Image.Image) -> Image.Image:
+    """Scale soft ink so the strokes' core reaches 255 again after a resize thinned them."""
+    counts = np.asarray(img.histogram()[1:], dtype=np.float64)
+    total = counts.sum()
+    if total == 0:
+        return img
+    peak = 1 + int(np.searchsorted(np.cumsum(counts), total * PEAK_PCT / 100.0))
+    if peak >= FULL:
+        return img
+    return img.point(_STRETCH_TABLES[peak])
+
+
+# _STRETCH_TABLES[p] maps grey level p (and above) to 255, proportionally below.
+_STRETCH_TABLES = [
+    np.clip(np.rint(np.arange(256) * (FULL / max(p, 1))), 0, FULL).astype(np.uint8).tolist()
+    for p in range(256)
+]
+
+
+def stroke_width(img: Image.Image) -> float:
+    """Stroke width in pixels: ink area / centre-line length.
+
+    The centre-line length is half the pixels a 3x3 erosion removes from the binary strokes,
+    averaged with a 4-neighbour ("plus") erosion: a square eats ~1.4 px into a diagonal edge, a
+    plus ~0.7 px, their mean ~1 px in every direction.
+    """
+    b = np.asarray(img) > BINARY_LEVEL * FULL
+    area0 = int(np.count_nonzero(b))
+    if area0 == 0:
+        return 0.0
+    p = np.pad(b, 1)
+    plus = b & p[:-2, 1:-1] & p[2:, 1:-1] & p[1:-1, :-2] & p[1:-1, 2:]
+    square = plus & p[:-2, :-2] & p[:-2, 2:] & p[2:, :-2] & p[2:, 2:]
+    loss = 2 * area0 - int(np.count_nonzero(plus)) - int(np.count_nonzero(square))
+    length = max(loss / 4.0, 1.0)
+    return float(np.asarray(img, dtype=np.float32).sum()) / FULL / length
+
+
+def _normalise_width(img: Image.Image, width: float) -> Image.Image:
+    """Dilate or erode (square kernel) so that a ``width`` px stroke lands in MNIST's range."""
+    target = MNIST_STROKE_WIDTH
+    if width <= 0 or target / STROKE_TOLERANCE <= width <= target * STROKE_TOLERANCE:
+        return img
+    if width < target:
+        grow = round(target - width)
+        return img.filter(ImageFilter.MaxFilter(2 * (grow // 2) + 1)) if grow >= 2 else img
+    # Thin thick strokes only down to the edge of MNIST's range, and never by more than
+    # MAX_ERODE_FRACTION of their width: erosion breaks a stroke's thinner parts.
+    shrink = min(round(width - target * STROKE_TOLERANCE), int(width * MAX_ERODE_FRACTION))
+    return img.filter(ImageFilter.MinFilter(2 * (shrink // 2) + 1)) if shrink >= 2 else img
+
+
+def normalize_digit(
+    ink: np.ndarray, *, offset: tuple[float, float] = (0.0, 0.0), scale: float = 1.0
+) -> tuple[np.ndarray, float, Affine] | None:
+    """Crop, stroke-normalise, fit to 20x20 and centre by mass in 28x28, like MNIST.
+
+    ``ink`` is a uint8 soft ink map (ink = 255, paper = 0). ``offset`` and ``scale`` say where
+    ``ink``'s pixel (0, 0) lies in the input image and how many input pixels one of its pixels
+    spans; they only serve the returned affine map. Returns the (28, 28) uint8 image, the stroke
+    width found (in 28x28 pixels) and the input -> 28x28 affine map, or None if ``ink`` is
+    empty.
+    """
+    src = Image.fromarray(ink)
+    bb = src.getbbox()
+    if bb is None:
+        return None
+    x0, y0 = bb[0], bb[1]
+    big, sx1, sy1 = _fit(src.crop(bb), NORM_BOX)
+    big = _restretch(big)
+    width = stroke_width(big)
+    morphed = _normalise_width(big, width)
+    bb2 = morphed.getbbox()
+    if bb2 is None:  # eroded away: keep the strokes as they were
+        morphed, bb2 = big, big.getbbox() or (0, 0, big.width, big.height)
+    small, sx2, sy2 = _fit(morphed.crop(bb2), MNIST_BOX)
+    s = np.asarray(_restretch(small), dtype=np.float32)
+    total = float(s.sum())
+    if total <= 0:
+        return None
+    h, w = s.shape
+    cy = float(s.sum(axis=1) @ np.arange(h)) / total + 0.5
+    cx = float(s.sum(axis=0) @ np.arange(w)) / total + 0.5
+    ox = int(np.clip(round(MNIST_CENTER - cx), 0, IMAGE_SIDE - w))
+    oy = int(np.clip(round(MNIST_CENTER - cy), 0, IMAGE_SIDE - h))
+    image = np.zeros((IMAGE_SIDE, IMAGE_SIDE), np.uint8)
+    image[oy : oy + h, ox : ox + w] = s.astype(np.uint8)
+    # input x -> working x (/scale, -offset) -> crop (-x0) -> big (*sx1) -> morphed crop
+    # (-bb2[0]) -> small (*sx2) -> 28 field (+ox); the same for y.
+    ax = sx1 * sx2 / scale
+    ay = sy1 * sy2 / scale
+    cx_ = (-offset[0] / scale - x0) * sx1 * sx2 - bb2[0] * sx2 + ox
+    cy_ = (-offset[1] / scale - y0) * sy1 * sy2 - bb2[1] * sy2 + oy
+    seen_width = width * MNIST_BOX / NORM_BOX
+    return image, seen_width, (ax, 0.0, cx_, 0.0, ay, cy_)
+
+
+def preprocess_ink(
+    ink: np.ndarray,
+    *,
+    scale: float = 1.0,
+    offset: tuple[int, int] = (0, 0),
+    input_size: tuple[int, int] | None = None,
+    polarity: str = "none",
+) -> Preprocessed:
+    """Normalise a uint8 ink map (thresholded, ink = 255) to a :class:`Preprocessed`.
+
+    ``offset`` is the working-resolution position of ``ink``'s pixel (0, 0) when it is a crop
+    of a larger map (a digit of a number); ``scale`` is input pixels per working pixel.
+    """
+    size = input_size or (round(ink.shape[1] * scale), round(ink.shape[0] * scale))
+    work_offset = (offset[0] * scale, offset[1] * scale)
+    result = normalize_digit(ink, offset=work_offset, scale=scale)
+    bb = Image.fromarray(ink).getbbox()
+    if result is None or bb is None:
+        return blank(size)
+    image, width, affine = result
+    x0, y0, x1, y1 = bb
+    box = (
+        int((offset[0] + x0) * scale),
+        int((offset[1] + y0) * scale),
+        max(1, round((x1 - x0) * scale)),
+        max(1, round((y1 - y0) * scale)),
+    )
+    return Preprocessed(image, True, box, polarity, width, size, affine)
