@@ -17,6 +17,10 @@ stand out clearly has no ink: blank, uniform, noise, specks or empty paper give 
 never a guess.
 
 Only numpy and Pillow are used (no torch, no scipy), so ONNX-only installs can preprocess too.
+
+One module (~780 lines) because polarity, lighting, line removal, speck removal and the
+digit-piece rule work on the same maps (luminance, ink, block grids) in one pass; split, each
+part would need the others' intermediate arrays.
 """
 
 from __future__ import annotations

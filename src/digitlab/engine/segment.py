@@ -26,6 +26,9 @@ Input is the ink map of :func:`digitlab.engine.ink.extract_ink` (uint8, ink = 25
 So a wide 0 or a 5 with a long flag stays whole, while "36" written touching is read as two
 digits. Segments come back left to right, each with its own ink only (a neighbour's stroke that
 reaches into its box is not copied).
+
+One module (~560 lines) because the cut candidates, the stroke grouping and the model-scored
+search over them are one algorithm: each step's output is the next one's input.
 """
 
 from __future__ import annotations

@@ -27,6 +27,9 @@ from the official IDX files: they are the SHA-256 of each IDX file's content aft
 ``hashlib.sha256(gzip.open("train-images-idx3-ubyte.gz").read()[16:]).hexdigest()``, since a
 Keras ``mnist.npz`` holds the same bytes in the same order. Every problem is a
 :class:`~digitlab.core.errors.DataError` whose message names the file and what is wrong.
+
+One module (~690 lines) because finding, downloading, verifying and parsing MNIST share the
+file specs (names, sizes, hashes) and the error wording; the Kaggle CSV lives in kaggle_csv.py.
 """
 
 from __future__ import annotations

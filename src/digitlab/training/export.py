@@ -22,6 +22,9 @@ behind.
 Int8 (:func:`quantize_int8`) is ONNX Runtime's static QDQ quantisation, calibrated on a few
 hundred images from the *training* file (the validation split when the checkpoint has one) —
 never the test set, which stays the yardstick for the accuracy it reports.
+
+One module (~750 lines) because the ONNX export, its metadata, the int8 quantisation and
+the parity check against PyTorch are one operation with one report: each needs the others.
 """
 
 from __future__ import annotations

@@ -20,6 +20,10 @@ validation accuracy, with a calibrated softmax temperature), ``last.pt``, ``curv
 The loop itself is :class:`Trainer`; :func:`train` sets up the process (device, torchrun, run
 directory, log file) around it. Progress reaches callbacks as typed events
 (:mod:`digitlab.training.events`).
+
+One module (~890 lines) because the Trainer, its config, the schedule and the run directory
+are one life cycle (start, resume, epoch, checkpoint, calibrate); events, plots, augmentation,
+evaluation and checkpoints are their own modules.
 """
 
 from __future__ import annotations

@@ -23,6 +23,9 @@ same limits and status codes as ``/api/predict`` (413 too large, 415 not a suppo
 State-changing endpoints refuse cross-site browser requests
 (:func:`~digitlab.apps.feedback.security.require_same_origin`); the Host check is the
 :class:`~digitlab.apps.feedback.security.HostCheckMiddleware` the server adds.
+
+One module (~530 lines) because the endpoints share one context, one set of request
+schemas and one error mapping; split by endpoint they would import each other's pieces.
 """
 
 from __future__ import annotations

@@ -20,6 +20,9 @@ The schema has a version (table ``digitlab_meta``); an older store is migrated i
 transaction (:data:`MIGRATIONS`), a newer one is refused. A file that is not a SQLite
 database, a database holding other tables, or a server that cannot be reached is a
 :class:`StoreError` naming it; nothing is ever half-written (each change is one transaction).
+
+One module (~650 lines) because schema, migrations, writes and reads must agree on one table
+definition and one transaction discipline for SQLite and PostgreSQL alike.
 """
 
 from __future__ import annotations

@@ -3,6 +3,10 @@
 All recognition goes through :class:`digitlab.engine.recognizer.Recognizer` (the same engine
 as the CLI and the web app), on a worker thread so the window never freezes; results come back
 to the Tk thread through :class:`~digitlab.apps.gui.worker.TaskRunner`.
+
+One module (~790 lines) because the main window's widgets, menus, shortcuts and the state
+that ties them (model, mode, last result) are one Tk object; the pad, results, charts, style,
+feedback panel and training dialog are their own modules.
 """
 
 from __future__ import annotations
