@@ -349,7 +349,7 @@ def test_default_location_follows_environment(tmp_path, monkeypatch):
 
 def test_cli_add_list_stats_export_import_delete(tmp_path, monkeypatch, mnist, capsys):
     from digitlab.apps.cli import main
-    from digitlab.training.data import load_kaggle_csv
+    from digitlab.training.kaggle_csv import load_kaggle_csv
 
     monkeypatch.setenv("DIGITLAB_HOME", str(tmp_path / "home"))
     db = ["--feedback-db", str(tmp_path / "fb.sqlite3")]

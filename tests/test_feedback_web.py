@@ -24,18 +24,17 @@ pytestmark = pytest.mark.browser
 @pytest.fixture(scope="module")
 def feedback_server(recognizer, tmp_path_factory):
     from digitlab.apps.feedback.options import FeedbackSettings
-    from digitlab.apps.feedback.wire import install_feedback, service_accessors
-    from digitlab.apps.server import BackgroundServer, ServerSettings, create_app
+    from digitlab.apps.server import ServerSettings, create_app
+    from server_harness import BackgroundServer
 
-    app = create_app(ServerSettings(access_log=False), recognizer=recognizer)
-    get, put = service_accessors(app)
     db = tmp_path_factory.mktemp("fb") / "feedback.sqlite3"
-    ctx = install_feedback(
-        app, FeedbackSettings(db=str(db)), get_recognizer=get, set_recognizer=put
+    app = create_app(
+        ServerSettings(access_log=False),
+        recognizer=recognizer,
+        feedback=FeedbackSettings(db=str(db)),
     )
     with BackgroundServer(app) as url:
-        yield url, ctx
-    ctx.close()
+        yield url, app.state.feedback
 
 
 @pytest.fixture

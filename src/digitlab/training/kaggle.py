@@ -3,7 +3,7 @@
 The competition gives ``train.csv`` (42,000 rows: ``label,pixel0..pixel783``) and ``test.csv``
 (28,000 rows: ``pixel0..pixel783``) and expects ``submission.csv`` with the header
 ``ImageId,Label`` and one row per test image, ImageId counting from 1 in ``test.csv`` order.
-Reading and validating the image CSVs is :func:`digitlab.training.data.load_kaggle_csv`; this
+Reading and validating the image CSVs is :func:`digitlab.training.kaggle_csv.load_kaggle_csv`; this
 module adds the submission format (write, read, score), the training recipe, and
 :func:`make_competition_csvs`, which builds a Kaggle-style competition from MNIST for trying the
 workflow offline.
@@ -181,7 +181,7 @@ def read_submission(path: str | os.PathLike, *, what: str = "submission") -> np.
     Rows may come in any order, but every ImageId from 1 to the row count must appear exactly
     once and every Label must be a digit 0-9. Raises :class:`DataError` naming the file, the
     data row (1-based, header not counted; the file line beside it, as
-    :func:`digitlab.training.data.load_kaggle_csv` does) and the column of the first problem.
+    :func:`digitlab.training.kaggle_csv.load_kaggle_csv` does) and the column of the first problem.
     """
     path = Path(path)
     name = f"{what} {path}"

@@ -172,7 +172,7 @@ def _export(args: argparse.Namespace, store) -> int:
             atomic_write(path, lambda tmp, t=tile: Image.fromarray(t).save(tmp, format="PNG"))
             written += 1
     if target.suffix.lower() == ".csv":
-        from digitlab.training.data import write_kaggle_csv
+        from digitlab.training.kaggle_csv import write_kaggle_csv
 
         stack = np.stack(images) if images else np.zeros((0, 28, 28), np.uint8)
         write_kaggle_csv(target, stack, np.asarray(labels, dtype=np.int64))
