@@ -96,6 +96,14 @@ def artifacts_dir() -> Path:
 
 
 @pytest.fixture(scope="session")
+def x_display():
+    """One private Xvfb server for every desktop-app test of the session (tests/test_gui.py)."""
+    from test_gui import xvfb_display
+
+    yield from xvfb_display()
+
+
+@pytest.fixture(scope="session")
 def recognizer():
     """The bundled model's recogniser, loaded once for the whole test session."""
     from digitlab.api import load_model

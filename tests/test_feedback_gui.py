@@ -21,8 +21,7 @@ from test_gui import (
     wait_idle,
 )
 
-# test_gui's fixtures, used here as they are
-x_display = test_gui.x_display
+# test_gui's fixture, used here as it is (x_display comes from conftest.py)
 make_app = test_gui.make_app
 
 pytestmark = pytest.mark.gui

@@ -77,9 +77,12 @@ def _missing(what: str) -> None:
 # ------------------------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def x_display() -> Iterator[str]:
-    """A private Xvfb server; DISPLAY points at it for the module's tests."""
+def xvfb_display() -> Iterator[str]:
+    """A private Xvfb server; DISPLAY points at it while the generator is open.
+
+    The ``x_display`` fixture (``conftest.py``) holds one for the whole session: every module
+    of desktop-app tests shares it, so no Tk interpreter a test leaves behind can outlive the
+    X server it is connected to (Tk ends the process when its display disappears)."""
     try:
         import tkinter  # noqa: F401
     except ImportError as exc:
