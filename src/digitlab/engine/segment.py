@@ -468,10 +468,14 @@ def check_strokes(strokes: Sequence[Sequence[Sequence[float]]]) -> list[Stroke]:
     out = []
     for k, stroke in enumerate(strokes):
         try:
-            a = np.asarray(stroke, dtype=np.float64)
+            # Points may mix (x, y) and (x, y, t): only x and y are used.
+            a = np.asarray(
+                [p[:2] if isinstance(p, (list, tuple)) and len(p) == 3 else p for p in stroke],
+                dtype=np.float64,
+            )
         except (TypeError, ValueError) as e:
             raise DigitlabError(f"stroke {k} is not a list of (x, y) points: {e}") from None
-        if a.ndim != 2 or a.shape[0] == 0 or a.shape[1] not in (2, 3):
+        if a.ndim != 2 or a.shape[0] == 0 or a.shape[1] != 2:
             raise DigitlabError(
                 f"stroke {k} must be a non-empty list of (x, y) or (x, y, t) points, "
                 f"got an array of shape {a.shape}"
