@@ -163,11 +163,11 @@ def corrections_to_arrays(store: Any) -> tuple[np.ndarray, np.ndarray, np.ndarra
     images, labels, groups = [], [], []
     skipped = 0
     for row in store.iter_all(images=True):
-        tiles = row.tiles
-        if len(tiles) != len(row.label):
+        pairs = row.digit_tiles()
+        if pairs is None:
             skipped += 1
             continue
-        for tile, ch in zip(tiles, row.label, strict=True):
+        for tile, ch in pairs:
             images.append(tile)
             labels.append(int(ch))
             groups.append(row.id)

@@ -158,16 +158,16 @@ def _export(args: argparse.Namespace, store) -> int:
     skipped = 0
     written = 0
     for row in store.iter_all(images=True):
-        tiles = row.tiles
-        if len(tiles) != len(row.label):
+        pairs = row.digit_tiles()
+        if pairs is None:
             skipped += 1
             continue
-        for k, (tile, digit) in enumerate(zip(tiles, row.label, strict=True)):
+        for k, (tile, digit) in enumerate(pairs):
             if target.suffix.lower() == ".csv":
                 images.append(tile)
                 labels.append(int(digit))
                 continue
-            name = f"{row.id}.png" if len(tiles) == 1 else f"{row.id}-{k}.png"
+            name = f"{row.id}.png" if len(pairs) == 1 else f"{row.id}-{k}.png"
             path = target / digit / name
             atomic_write(path, lambda tmp, t=tile: Image.fromarray(t).save(tmp, format="PNG"))
             written += 1

@@ -156,7 +156,16 @@ class Correction:
     def trainable(self) -> bool:
         """Whether each digit of the label has its 28x28 (a number whose segmentation found a
         different count of digits cannot be used for training)."""
-        return self.model_input is not None and len(self.tiles) == len(self.label)
+        return self.model_input is not None and self.digit_tiles() is not None
+
+    def digit_tiles(self) -> list[tuple[np.ndarray, str]] | None:
+        """Each digit of the label with the 28x28 the model saw for it, in order; None when the
+        segmentation found another count of digits than the label has (the one rule for
+        training and exporting corrections)."""
+        tiles = self.tiles
+        if len(tiles) != len(self.label):
+            return None
+        return list(zip(tiles, self.label, strict=True))
 
     def summary(self) -> dict[str, Any]:
         """JSON-ready fields, without the images."""
