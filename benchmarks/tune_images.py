@@ -459,8 +459,18 @@ def letter(ch: str, rng: np.random.Generator) -> Image.Image:
 # photo, digits cut by the photo's edge, one small digit on a phone-sized page, ruled and
 # squared notebook paper, soft low-contrast scans enlarged, UCI-like 8x8 digits enlarged.
 
-HARD_KINDS = ("marker", "edge", "small", "notebook", "soft", "uci64", "thin17", "photo_any")
-HARD_BLANK_KINDS = ("ruled", "squared", "page", "soft_paper", "dark_photo")
+HARD_KINDS = (
+    "marker",
+    "edge",
+    "small",
+    "notebook",
+    "soft",
+    "uci64",
+    "thin17",
+    "photo_any",
+    "lowres",
+)
+HARD_BLANK_KINDS = ("ruled", "squared", "page", "soft_paper", "dark_photo", "strong_noise")
 # Ink colours of ballpoint, gel and felt-tip pens (RGB 0-255).
 PENS = ((20, 20, 25), (25, 40, 140), (30, 60, 170), (150, 25, 30), (20, 90, 40), (60, 60, 65))
 
@@ -532,6 +542,30 @@ def _pen_for(height: int, rng: np.random.Generator, kind: str) -> float | None:
     return None if rng.random() < 0.5 else float(rng.uniform(0.05, 0.16)) * height
 
 
+LOWRES_SIZES = (16, 24, 32, 48, 64, 96, 128)
+LOWRES_FILTERS = (Image.NEAREST, Image.BILINEAR, Image.BICUBIC, Image.LANCZOS)
+
+
+def _lowres(digit: np.ndarray, rng: np.random.Generator) -> Image.Image:
+    """A digit as a low-resolution scan enlarged (see :func:`hard_case`, kind lowres)."""
+    ys, xs = np.nonzero(digit > 30)
+    crop = digit[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1].astype(np.float32)
+    h, w = crop.shape
+    side = max(h, w)
+    square = np.zeros((side, side), np.float32)
+    square[(side - h) // 2 : (side - h) // 2 + h, (side - w) // 2 : (side - w) // 2 + w] = crop
+    small = np.asarray(Image.fromarray(square, mode="F").resize((8, 8), Image.BOX)) / 255.0
+    small = np.round(np.clip(small * 1.3, 0, 1) * 16) / 16
+    contrast = int(rng.integers(20, 236))
+    paper = int(rng.integers(contrast, 256))
+    v = paper - contrast * small
+    if rng.random() < 0.3:
+        v = (paper - contrast) + contrast * small
+    size = int(rng.choice(LOWRES_SIZES))
+    method = LOWRES_FILTERS[int(rng.integers(0, len(LOWRES_FILTERS)))]
+    return Image.fromarray(np.clip(v, 0, 255).astype(np.uint8)).resize((size, size), method)
+
+
 def hard_case(digit: np.ndarray, kind: str, rng: np.random.Generator) -> bytes | Image.Image:
     """One MNIST digit handed over the hard way ``kind`` (see HARD_KINDS) says.
 
@@ -540,8 +574,13 @@ def hard_case(digit: np.ndarray, kind: str, rng: np.random.Generator) -> bytes |
     phone photo; notebook: ruled or squared paper, coloured ink, slight perspective, lines
     through the digit; soft: a 16-40 px low-contrast scan, blurred, enlarged 5-12x with any
     filter; uci64: an 8x8 block-averaged digit (as UCI made theirs) enlarged to 64 px
-    bilinearly; thin17: a 1-3 px pen (use it with 1s and 7s); photo_any: any size and place.
+    bilinearly; lowres: the digit cropped to its ink, block-averaged to 8x8 in 17 levels,
+    enlarged to 16-128 px by nearest, bilinear, bicubic or Lanczos, 20-235 grey levels of
+    contrast, either polarity; thin17: a 1-3 px pen (use it with 1s and 7s); photo_any: any
+    size and place.
     """
+    if kind == "lowres":
+        return _lowres(digit, rng)
     if kind == "uci64":
         padded = np.pad(digit.astype(np.float32), 2)  # 32x32 like UCI's bitmaps
         small = padded.reshape(8, 4, 8, 4).mean(axis=(1, 3))
@@ -604,9 +643,33 @@ def hard_case(digit: np.ndarray, kind: str, rng: np.random.Generator) -> bytes |
     return _paper_photo(field, rng)
 
 
-def hard_blank(kind: str, rng: np.random.Generator) -> bytes:
+def hard_blank(kind: str, rng: np.random.Generator) -> bytes | Image.Image:
     """A photo with no digit (see HARD_BLANK_KINDS): empty ruled or squared paper, an empty
-    2000x1500 page, a soft low-contrast scan of paper enlarged, a dim photo of paper."""
+    2000x1500 page, a soft low-contrast scan of paper enlarged, a dim photo of paper, strong
+    noise (uniform over a wide range, heavy Gaussian, or salt and pepper; any size, maybe
+    slightly blurred or saved as JPEG)."""
+    if kind == "strong_noise":
+        w, h = (int(v) for v in rng.integers(28, 641, 2))
+        style = int(rng.integers(0, 3))
+        if style == 0:
+            lo = rng.uniform(0.0, 0.5)
+            v = rng.uniform(lo, lo + rng.uniform(0.3, 1.0 - lo), (h, w))
+        elif style == 1:
+            v = rng.uniform(0.3, 0.7) + rng.normal(0, rng.uniform(0.1, 0.3), (h, w))
+        else:
+            v = np.full((h, w), rng.uniform(0.2, 0.8))
+            dots = rng.random((h, w))
+            share = rng.uniform(0.01, 0.2)
+            v[dots < share / 2] = 0.0
+            v[dots > 1 - share / 2] = 1.0
+        img = Image.fromarray((np.clip(v, 0, 1) * 255).astype(np.uint8))
+        if rng.random() < 0.3:
+            img = img.filter(ImageFilter.GaussianBlur(float(rng.uniform(0.4, 1.0))))
+        if rng.random() < 0.3:
+            buf = io.BytesIO()
+            img.save(buf, format="JPEG", quality=int(rng.integers(60, 95)))
+            return buf.getvalue()
+        return img
     if kind in ("ruled", "squared"):
         w = int(rng.integers(600, 1601))
         h = w * 3 // 4
