@@ -353,6 +353,10 @@ def _pool(jobs: int, spec: ModelSpec) -> tuple[Executor | None, Any]:
     if "fork" not in multiprocessing.get_all_start_methods():
         return None, None
     rec = None if spec.onnx else load_recognizer(spec)
+    # The engine (numpy, Pillow) is imported once here and shared by the forked workers
+    # rather than imported by each; ONNX Runtime is not (its import starts a thread).
+    import digitlab.engine.recognizer  # noqa: F401
+
     _WORKER_RECOGNIZER, _WORKER_SPEC = rec, spec
     pool = ProcessPoolExecutor(
         jobs, mp_context=multiprocessing.get_context("fork"), initializer=_ignore_interrupts
