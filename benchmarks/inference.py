@@ -248,7 +248,7 @@ def ort_backends(
     """Float and int8 ONNX exports of the model, run with ONNX Runtime."""
     from digitlab.core.errors import DigitlabError
     from digitlab.engine.backends.onnx import OnnxBackend
-    from digitlab.training.export import export_onnx
+    from digitlab.training.export import export_onnx, quantize_int8
 
     out: dict[str, tuple[str, Callable, float]] = {}
     t0 = time.perf_counter()
@@ -272,7 +272,30 @@ def ort_backends(
         int8.logits,
         time.perf_counter() - t0,
     )
+    # The int8 graph as exported before issue 16 (global max/mean as reductions, which ONNX
+    # Runtime runs in float32 channels-first): the same run's reference for the change.
+    t0 = time.perf_counter()
+    reductions_path = tmp / "int8-reductions.onnx"
+    quantize_int8(float_path, reductions_path, _calibration(ckpt_arg, data_dir), pools=False)
+    reductions = OnnxBackend(reductions_path, intra_op_num_threads=threads)
+    out["ort-int8-reductions"] = (
+        f"ONNX Runtime int8 static QDQ with ReduceMax/ReduceMean (before #16), {threads} threads",
+        reductions.logits,
+        time.perf_counter() - t0,
+    )
     return out
+
+
+def _calibration(ckpt_arg: str, data_dir) -> np.ndarray:
+    """The int8 calibration images ``digitlab export`` uses for this checkpoint."""
+    from digitlab.training.checkpoint import load_checkpoint
+    from digitlab.training.data import load_mnist
+    from digitlab.training.export import calibration_images
+
+    images, _ = calibration_images(
+        load_checkpoint(ckpt_arg), load_mnist(data_dir, download=False).train_images
+    )
+    return images
 
 
 # --- end to end ---------------------------------------------------------------------------------
