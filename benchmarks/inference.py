@@ -437,6 +437,9 @@ def end_to_end(args: argparse.Namespace) -> dict:
         name: by[(name, "this", cores)].images_per_s / by[(name, *base)].images_per_s
         for name in folders
     }
+    cpu_ratios = {
+        name: by[(name, *base)].cpu_s / by[(name, "this", cores)].cpu_s for name in folders
+    }
     mnist_rate = by[("mnist-28x28-png", "this", cores)].images_per_s
     if args.e2e_before_src is not None:  # the same run's before row is the reference
         before_rate = by[("mnist-28x28-png", "before", 0)].images_per_s
@@ -469,6 +472,7 @@ def end_to_end(args: argparse.Namespace) -> dict:
         "startup_s_all": startup,
         "rows": [asdict(r) for r in rows],
         "speedup": speedups,
+        "cpu_ratio": cpu_ratios,
         "target": target,
     }
     table = [
@@ -500,7 +504,11 @@ def end_to_end(args: argparse.Namespace) -> dict:
         "",
         *table,
         "",
-        *(f"- {name}: --jobs {cores} is {x:.2f}x {base_text}" for name, x in speedups.items()),
+        *(
+            f"- {name}: --jobs {cores} is {x:.2f}x {base_text} in images/s, using "
+            f"{cpu_ratios[name]:.2f}x less CPU"
+            for name, x in speedups.items()
+        ),
         f"- target (issue 16): >= {target['target_images_per_s']:,.0f} images/s on the MNIST "
         f"folder with --jobs {cores} (2x {target['reference']}, "
         f"{before_rate:,.0f}/s): {mnist_rate:,.0f} ({target['speedup']:.2f}x), "
