@@ -379,3 +379,25 @@ def test_a_model_the_workers_cannot_load_is_a_clean_error(images, capsys, tmp_pa
         code, out, err = _run(capsys, str(folder), "--model", str(bad), "--jobs", jobs)
         assert code == 2 and "cannot be loaded" in err and "Traceback" not in err
         assert out == ""
+
+
+def test_torch_backend_in_worker_processes(images, capsys, tmp_path):
+    """--backend torch: the model loaded once and inherited by the forked workers; the rows
+    match ONNX Runtime's (the bundled model's two files give the same answers)."""
+    _, truth, _ = images
+    folder = tmp_path / "torch"
+    folder.mkdir()
+    sources = [p for p in truth if p.endswith(".png")]
+    for k in range(34):
+        (folder / f"t{k:02d}.png").write_bytes(Path(sources[k % len(sources)]).read_bytes())
+    runs = {}
+    for backend in ("torch", "onnx"):
+        code, out, _ = _run(
+            capsys, str(folder), "--backend", backend, "--format", "json", "--jobs", "2"
+        )
+        assert code == 0
+        runs[backend] = json.loads(out)
+    for a, b in zip(runs["torch"], runs["onnx"], strict=True):
+        assert a["path"] == b["path"] and a["digit"] == b["digit"]
+        assert a["uncertain"] == b["uncertain"]
+        assert a["probabilities"] == pytest.approx(b["probabilities"], abs=1e-5)
