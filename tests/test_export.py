@@ -432,3 +432,48 @@ def test_cli_predict_with_onnx_model_never_imports_torch(
         assert proc.returncode == 0, proc.stderr
         digits = {Path(row["path"]).name: row["digit"] for row in json.loads(proc.stdout)}
         assert digits == {png.name: int(y) for png, y in zip(pngs, mnist.test_labels, strict=False)}
+
+
+def test_global_reductions_become_whole_map_pools_with_the_same_values():
+    """pools_for_int8: ReduceMax/ReduceMean over H and W (axes as an input, opset 18) become
+    MaxPool/AveragePool over the whole map + Flatten, giving the same numbers; a reduction over
+    other axes is left alone."""
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    from digitlab.training.export import pools_for_int8
+
+    axes = numpy_helper.from_array(np.array([2, 3], np.int64), "axes")
+    channel = numpy_helper.from_array(np.array([1], np.int64), "channel")
+    graph = helper.make_graph(
+        [
+            helper.make_node("ReduceMax", ["x", "axes"], ["amax"], keepdims=0),
+            helper.make_node("ReduceMean", ["x", "axes"], ["mean"], keepdims=0),
+            helper.make_node("ReduceMax", ["x", "channel"], ["cmax"], keepdims=0),
+        ],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4, 7, 7])],
+        [
+            helper.make_tensor_value_info("amax", TensorProto.FLOAT, ["N", 4]),
+            helper.make_tensor_value_info("mean", TensorProto.FLOAT, ["N", 4]),
+            helper.make_tensor_value_info("cmax", TensorProto.FLOAT, ["N", 7, 7]),
+        ],
+        [axes, channel],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    before = onnx.ModelProto()
+    before.CopyFrom(model)
+    assert pools_for_int8(model) == 2
+    onnx.checker.check_model(model, full_check=True)
+    ops = [n.op_type for n in model.graph.node]
+    assert ops == ["MaxPool", "Flatten", "AveragePool", "Flatten", "ReduceMax"]
+    assert [t.name for t in model.graph.initializer] == ["channel"]
+    x = np.random.default_rng(0).random((3, 4, 7, 7), dtype=np.float32)
+    runs = [
+        ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]).run(
+            None, {"x": x}
+        )
+        for m in (before, model)
+    ]
+    for a, b in zip(*runs, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6)

@@ -296,8 +296,8 @@ def test_every_image_format_is_listed(tmp_path, capsys):
 
 
 def test_onnx_backend_with_workers_preprocessing(images, capsys, tmp_path):
-    """ONNX Runtime's threads do not survive a fork: the workers only decode and preprocess,
-    the model runs in the main process, and the rows are the same as in one process."""
+    """ONNX Runtime's threads do not survive a fork: each worker opens its own session (the
+    main process none), and the rows are the same as in one process."""
     _, truth, _ = images
     folder = tmp_path / "onnx"
     folder.mkdir()
@@ -336,3 +336,68 @@ def test_the_personal_model_is_used_when_installed_and_named(images, capsys, cap
         caplog.clear()
         code, _, _ = _run(capsys, path, "--model", "default")  # names the bundled model
         assert code == 0 and "personal" not in caplog.text
+
+
+def test_bundled_model_runs_with_onnx_runtime_and_no_torch(images):
+    """--backend auto: the bundled model runs with ONNX Runtime (no torch imported, in the
+    main process or the workers' parent), with PyTorch's answers; a checkpoint stays torch."""
+    from digitlab.apps.commands.predict import choose_backend
+
+    assert choose_backend(None, "auto") == choose_backend("default", "auto") == "onnx"
+    assert choose_backend("default", "torch") == "torch"
+    assert choose_backend("my.pt", "auto") == choose_backend("ensemble", "auto") == "auto"
+    root, truth, _ = images
+    script = (
+        "import sys; from digitlab.apps.cli import main; "
+        f"rc = main(['predict', {str(root)!r}, '--format', 'json', '--jobs', '1']); "
+        "assert 'torch' not in sys.modules, 'torch was imported'; sys.exit(rc)"
+    )
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    rows = {r["path"]: r for r in json.loads(proc.stdout)}
+    for path, label in truth.items():
+        assert rows[path]["digit"] == label
+    code = [sys.executable, "-m", "digitlab", "predict", str(root), "--format", "json"]
+    torch_rows = json.loads(
+        subprocess.run([*code, "--backend", "torch"], capture_output=True, text=True).stdout
+    )
+    for row in torch_rows:
+        assert row["probabilities"] == pytest.approx(rows[row["path"]]["probabilities"], abs=1e-5)
+
+
+def test_a_model_the_workers_cannot_load_is_a_clean_error(images, capsys, tmp_path):
+    """Workers open the ONNX model themselves: a corrupt file fails as in one process."""
+    _, truth, _ = images
+    folder = tmp_path / "bad-model"
+    folder.mkdir()
+    source = next(p for p in truth if p.endswith(".png"))
+    for k in range(40):
+        (folder / f"b{k:02d}.png").write_bytes(Path(source).read_bytes())
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"not a model")
+    for jobs in ("1", "2"):
+        code, out, err = _run(capsys, str(folder), "--model", str(bad), "--jobs", jobs)
+        assert code == 2 and "cannot be loaded" in err and "Traceback" not in err
+        assert out == ""
+
+
+def test_torch_backend_in_worker_processes(images, capsys, tmp_path):
+    """--backend torch: the model loaded once and inherited by the forked workers; the rows
+    match ONNX Runtime's (the bundled model's two files give the same answers)."""
+    _, truth, _ = images
+    folder = tmp_path / "torch"
+    folder.mkdir()
+    sources = [p for p in truth if p.endswith(".png")]
+    for k in range(34):
+        (folder / f"t{k:02d}.png").write_bytes(Path(sources[k % len(sources)]).read_bytes())
+    runs = {}
+    for backend in ("torch", "onnx"):
+        code, out, _ = _run(
+            capsys, str(folder), "--backend", backend, "--format", "json", "--jobs", "2"
+        )
+        assert code == 0
+        runs[backend] = json.loads(out)
+    for a, b in zip(runs["torch"], runs["onnx"], strict=True):
+        assert a["path"] == b["path"] and a["digit"] == b["digit"]
+        assert a["uncertain"] == b["uncertain"]
+        assert a["probabilities"] == pytest.approx(b["probabilities"], abs=1e-5)

@@ -6,10 +6,18 @@
 Folders are searched recursively for images; globs (``"scans/**/*.png"``) are expanded by us,
 so they work quoted and on every shell. Each file is decoded and preprocessed on its own (an
 unreadable file becomes a row with an ``error`` and does not stop the others) and the network
-runs on batches of files. With many files the work is shared by ``--jobs`` processes (default:
-the usable cores), each taking chunks of files in order. A progress bar is shown on stderr when
-there are many files and stderr is a terminal. The exit status is 0 when every file was read, 1
-when any failed, 2 for a usage error or a bad model.
+runs on batches of files (each image and its stability views in one pass). With many files the
+work is shared by ``--jobs`` processes (default: the usable cores), each taking chunks of files
+in order and doing everything for its chunk: decode, preprocess, the network. A progress bar
+is shown on stderr when there are many files and stderr is a terminal. The exit status is 0
+when every file was read, 1 when any failed, 2 for a usage error or a bad model.
+
+Runtime: with ``--backend auto`` the bundled model runs with ONNX Runtime when it is installed
+(the shipped ``default.onnx``: the same answers as PyTorch to ~1e-6, no torch to import at
+start-up, about twice PyTorch's speed on one thread); a checkpoint (``.pt``, the personal
+model, ``ensemble``) runs with PyTorch. Worker processes each open their own one-thread ONNX
+Runtime session (its thread pool does not survive a fork); PyTorch models are loaded once and
+inherited by the forked workers. ``benchmarks/inference.py`` measures the command end to end.
 
 In number mode (``--number``) each row describes the number read from the file: ``number``,
 the per-digit ``confidences``, the number's ``uncertain`` flag and each digit's box and
@@ -21,6 +29,7 @@ from __future__ import annotations
 import argparse
 import csv
 import glob
+import importlib.util
 import io
 import json
 import logging
@@ -42,7 +51,8 @@ from digitlab.core.constants import (
     OUTPUT_FORMATS,
 )
 from digitlab.core.errors import DigitlabError
-from digitlab.core.settings import usable_cores
+from digitlab.core.resolve import is_bundled_name, resolve_model
+from digitlab.core.settings import ENV_ORT_THREADS, usable_cores
 
 log = logging.getLogger(__name__)
 
@@ -216,12 +226,40 @@ class Job:
     explain: bool
 
 
-@dataclass
-class Prepared:
-    """Chunk results that still need the network (when the workers cannot run the model)."""
+@dataclass(frozen=True)
+class ModelSpec:
+    """The model to load and the runtime to load it with (``digitlab.api.load_model``'s
+    arguments): what each worker process loads for itself when it cannot inherit it."""
 
-    items: list[Any]  # Preprocessed, or None for a file that failed
-    rows: list[dict[str, Any]]
+    model: str | None
+    backend: str  # "auto", "torch" or "onnx"
+
+    @property
+    def onnx(self) -> bool:
+        """Whether the model runs with ONNX Runtime."""
+        return self.backend == "onnx" or str(self.model or "").lower().endswith(".onnx")
+
+
+def choose_backend(model: str | None, backend: str) -> str:
+    """The runtime for ``--backend``: with ``auto`` the bundled model runs with ONNX Runtime
+    (its shipped ``default.onnx`` export, the same answers) when ONNX Runtime is installed --
+    no torch to import at start-up, and faster small batches; any other model as
+    ``load_model`` decides (a ``.pt`` with PyTorch)."""
+    if backend != "auto" or not is_bundled_name(model):
+        return backend
+    return "onnx" if importlib.util.find_spec("onnxruntime") is not None else backend
+
+
+def load_recognizer(spec: ModelSpec) -> Any:
+    """The recogniser for ``spec``, with PyTorch's threads set for inference."""
+    from digitlab.api import load_model
+
+    rec = load_model(spec.model, backend=spec.backend)
+    if rec.info.backend == "torch":
+        from digitlab.engine.backends.torch import set_inference_threads
+
+        set_inference_threads()  # once, before any pass (and before worker processes fork)
+    return rec
 
 
 def _write_heatmap(path: str, heatmap: Any, target: Path) -> str:
@@ -233,8 +271,11 @@ def _write_heatmap(path: str, heatmap: Any, target: Path) -> str:
     return str(target)
 
 
-def _prepare(paths: list[str], job: Job) -> Prepared:
-    """Decode and preprocess each file (no network): the items and rows for the failures."""
+def _read_digits(
+    rec: Any, paths: list[str], job: Job, targets: list[Path | None]
+) -> list[dict[str, Any]]:
+    """Decode and preprocess each file on its own (a failure becomes its row's error), then
+    one batched pass of the network over the chunk; fill in the rows."""
     from digitlab.engine.preprocess import to_model_input
 
     items: list[Any] = []
@@ -247,24 +288,17 @@ def _prepare(paths: list[str], job: Job) -> Prepared:
             row["error"] = _read_error(path, exc)
             items.append(None)
         rows.append(row)
-    return Prepared(items, rows)
-
-
-def _finish(
-    rec: Any, prepared: Prepared, job: Job, targets: list[Path | None]
-) -> list[dict[str, Any]]:
-    """Run the network over a prepared chunk (one batch) and fill in its rows."""
-    ready = [k for k, item in enumerate(prepared.items) if item is not None]
+    ready = [k for k, item in enumerate(items) if item is not None]
     preds = rec.predict_preprocessed(
-        [prepared.items[k] for k in ready], top_k=job.top_k, explain=job.explain
+        [items[k] for k in ready], top_k=job.top_k, explain=job.explain
     )
     for k, pred in zip(ready, preds, strict=True):
-        row = prepared.rows[k]
+        row = rows[k]
         row.update(pred.to_dict(images=False))
         target = targets[k]
         if target is not None and pred.heatmap is not None and pred.digit is not None:
             row["heatmap"] = _write_heatmap(row["path"], pred.heatmap, target)
-    return prepared.rows
+    return rows
 
 
 def _read_numbers(rec: Any, paths: list[str], job: Job) -> list[dict[str, Any]]:
@@ -291,38 +325,43 @@ def _recognise_chunk(
     """Rows for one chunk of files, read in this process."""
     if job.number:
         return _read_numbers(rec, paths, job)
-    return _finish(rec, _prepare(paths, job), job, targets)
+    return _read_digits(rec, paths, job, targets)
 
 
-# The recogniser the worker processes inherit (set before they are forked).
+# A worker process's recogniser: inherited from the main process at the fork (PyTorch on one
+# thread), or loaded by the worker itself from _WORKER_SPEC on its first chunk (ONNX Runtime,
+# whose thread pool does not survive a fork: the main process never opens a session then).
 _WORKER_RECOGNIZER: Any = None
+_WORKER_SPEC: ModelSpec | None = None
 
 
-def _worker_chunk(
-    paths: list[str], job: Job, targets: list[Path | None]
-) -> list[dict[str, Any]] | Prepared:
-    """In a worker: the chunk's rows, or (without the model) its preprocessed items."""
+def _worker_chunk(paths: list[str], job: Job, targets: list[Path | None]) -> list[dict[str, Any]]:
+    """In a worker: the chunk's rows (decode, preprocess and the network, all here)."""
+    global _WORKER_RECOGNIZER
     if _WORKER_RECOGNIZER is None:
-        return _prepare(paths, job)
+        assert _WORKER_SPEC is not None
+        # One process per core, so one ONNX Runtime thread each (unless the user set it).
+        os.environ.setdefault(ENV_ORT_THREADS, "1")
+        _WORKER_RECOGNIZER = load_recognizer(_WORKER_SPEC)
     return _recognise_chunk(_WORKER_RECOGNIZER, paths, job, targets)
 
 
-def _fork_safe(rec: Any) -> bool:
-    """Can a forked process run this recogniser's model? PyTorch on one thread can (the
-    CLI sets it before any pass); ONNX Runtime's thread pool does not survive a fork."""
-    return getattr(rec.info, "backend", None) == "torch"
-
-
-def _pool(jobs: int, rec: Any) -> Executor | None:
-    """Worker processes forked from this one (they inherit the loaded model), or None where
-    processes cannot be forked."""
-    global _WORKER_RECOGNIZER
+def _pool(jobs: int, spec: ModelSpec) -> tuple[Executor | None, Any]:
+    """Worker processes forked from this one and the main process's recogniser (None when
+    the workers load their own), or (None, None) where processes cannot be forked."""
+    global _WORKER_RECOGNIZER, _WORKER_SPEC
     if "fork" not in multiprocessing.get_all_start_methods():
-        return None
-    _WORKER_RECOGNIZER = rec if _fork_safe(rec) else None
-    return ProcessPoolExecutor(
+        return None, None
+    rec = None if spec.onnx else load_recognizer(spec)
+    # The engine (numpy, Pillow) is imported once here and shared by the forked workers
+    # rather than imported by each; ONNX Runtime is not (its import starts a thread).
+    import digitlab.engine.recognizer  # noqa: F401
+
+    _WORKER_RECOGNIZER, _WORKER_SPEC = rec, spec
+    pool = ProcessPoolExecutor(
         jobs, mp_context=multiprocessing.get_context("fork"), initializer=_ignore_interrupts
     )
+    return pool, rec
 
 
 def _ignore_interrupts() -> None:
@@ -331,10 +370,11 @@ def _ignore_interrupts() -> None:
 
 
 def recognise(
-    args: argparse.Namespace, rec: Any, inputs: list[tuple[str, str | None]]
+    args: argparse.Namespace, model: ModelSpec | Any, inputs: list[tuple[str, str | None]]
 ) -> list[dict[str, Any]]:
-    """Rows for every input, in order: files read in chunks, in this process or in
-    ``args.jobs`` worker processes when there are many."""
+    """Rows for every input, in order: files read in chunks, in this process or, when there
+    are many, in ``args.jobs`` worker processes that each decode, preprocess and run the
+    network on their chunks (``model``: a :class:`ModelSpec`, or a loaded recogniser)."""
     rows = [_row(path, args.number, problem) for path, problem in inputs]
     explain_dir = Path(args.explain) if args.explain else None
     todo = [i for i, (_, problem) in enumerate(inputs) if problem is None]
@@ -345,14 +385,19 @@ def recognise(
         targets = list(_heatmap_targets(paths, explain_dir))
     job = Job(number=args.number, top_k=args.top_k, explain=explain_dir is not None)
     jobs = usable_cores() if args.jobs is None else args.jobs
-    # Number mode segments with the model: only worth processes that can run it.
     parallel = jobs > 1 and len(todo) >= PARALLEL_MIN_FILES
-    parallel = parallel and (not args.number or _fork_safe(rec))
     size = max(1, args.batch_size)
     if parallel:
         size = max(1, min(size, math.ceil(len(todo) / (jobs * CHUNKS_PER_JOB))))
     chunks = [(a, min(a + size, len(todo))) for a in range(0, len(todo), size)]
-    pool = _pool(jobs, rec) if parallel else None
+    pool: Executor | None = None
+    rec = None if isinstance(model, ModelSpec) else model
+    if parallel and rec is None:
+        pool, rec = _pool(jobs, model)
+    elif parallel:
+        log.debug("predict: a loaded recogniser runs in this process only")
+    if pool is None and rec is None:
+        rec = load_recognizer(model)
     bar = None
     try:
         if pool is None:
@@ -367,8 +412,6 @@ def recognise(
             )  # the workers are forked here: before the progress bar starts its thread
         bar = _progress(len(todo))
         for (a, b), result in zip(chunks, results, strict=True):
-            if isinstance(result, Prepared):  # a worker preprocessed; the model runs here
-                result = _finish(rec, result, job, targets[a:b])
             for i, row in zip(todo[a:b], result, strict=True):
                 rows[i] = row
             if bar is not None:
@@ -463,8 +506,6 @@ def format_csv(rows: list[dict[str, Any]], number: bool) -> str:
 
 def run(args: argparse.Namespace) -> int:
     """Recognise every input and print the rows; 1 if any file failed."""
-    from digitlab.api import load_model
-
     if not 1 <= args.top_k <= NUM_CLASSES:
         raise DigitlabError(f"--top-k must be from 1 to {NUM_CLASSES}, got {args.top_k}")
     if args.batch_size < 1:
@@ -478,12 +519,9 @@ def run(args: argparse.Namespace) -> int:
     model, note = choose_model(args.model)
     if note:
         log.info("%s", note)
-    rec = load_model(model, backend=args.backend)
-    if rec.info.backend == "torch":
-        from digitlab.engine.backends.torch import set_inference_threads
-
-        set_inference_threads()  # once, before any pass (and before worker processes fork)
-    rows = recognise(args, rec, expand_inputs(args.paths))
+    spec = ModelSpec(model, choose_backend(model, args.backend))
+    resolve_model(spec.model, prefer_onnx=spec.backend == "onnx")  # a bad name fails here
+    rows = recognise(args, spec, expand_inputs(args.paths))
     if args.format == "json":
         print(json.dumps(rows, indent=2))
     elif args.format == "csv":
