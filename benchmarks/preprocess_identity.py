@@ -11,7 +11,7 @@ trees run one after the other on a shared machine: a rough figure; time single s
 process for the real comparison).
 
     git archive BASE src | tar -x -C /tmp/base          # the tree before the change
-    python benchmarks/preprocess_identity.py --reference-src /tmp/base/src
+    python benchmarks/preprocess_identity.py --reference-src /tmp/base/src --reference-label BASE
     python benchmarks/preprocess_identity.py --reference-src /tmp/base/src --count 500  # quick
 
 Writes ``benchmarks/results/preprocess_identity.{json,md}`` (``--out``); exit status 1 when any
@@ -58,7 +58,6 @@ MIX = {
 def make_images(count: int, data_dir: str | None) -> list[tuple[str, bytes]]:
     """``count`` (kind, encoded image) pairs, reproducible (seed SEED)."""
     import tune_images as synth
-
     from digitlab.training.data import load_mnist
 
     mnist = load_mnist(data_dir, download=False)
@@ -207,6 +206,7 @@ def markdown(report: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--reference-src", help="the src folder of the tree to compare with")
+    parser.add_argument("--reference-label", help="how the report names that tree (a commit)")
     parser.add_argument("--count", type=int, default=3000, help="images (about)")
     parser.add_argument("--data-dir", default=None, help="MNIST folder")
     parser.add_argument("--out", default=str(RESULTS / "preprocess_identity"))
@@ -227,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
         new = run_tree(REPO / "src", images_file, str(Path(tmp) / "b.npz"))
     report = {
         "machine": machine(),
-        "reference_src": args.reference_src,
+        "reference_src": args.reference_label or args.reference_src,
         "load_before": load_before,
         "load_after": [round(x, 2) for x in os.getloadavg()],
         "result": compare(items, old, new),
