@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -72,7 +73,9 @@ class TorchBackend:
             example = torch.rand(5, *IMAGE_SHAPE).contiguous(memory_format=torch.channels_last)
             with torch.inference_mode():
                 layout = copy.deepcopy(self.model).to(memory_format=torch.channels_last)
-                traced = torch.jit.freeze(torch.jit.trace(layout, example).eval())
+                with warnings.catch_warnings():  # torch 2.13 calls jit.trace deprecated
+                    warnings.simplefilter("ignore", DeprecationWarning)
+                    traced = torch.jit.freeze(torch.jit.trace(layout, example).eval())
                 for n in TRACE_CHECK_SIZES:
                     x = torch.from_numpy(rng.random((n, *IMAGE_SHAPE), dtype=np.float32))
                     want = self.model(x)
