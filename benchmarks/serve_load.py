@@ -51,6 +51,7 @@ import random
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -249,17 +250,22 @@ def start_server(cmd: list[str], env: dict[str, str], port: int) -> tuple[subpro
     """Start ``cmd``; returns the process and its base URL once ``/healthz`` answers."""
     import httpx
 
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + SERVER_START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"server exited: {proc.stderr.read().decode()[-2000:]}")
-        try:
-            if httpx.get(url + "/healthz", timeout=2).status_code == HTTP_OK:
-                return proc, url
-        except httpx.TransportError:
-            time.sleep(0.2)
+    # The server's log goes to a file, not a pipe: nobody reads a pipe during the run, and a
+    # server whose log fills the pipe's 64 KiB (the fuzz run's tracebacks do) blocks in its
+    # next write, its event loop with it: every later request went unanswered.
+    with tempfile.TemporaryFile() as log:  # the child keeps its own descriptor of it
+        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=log)
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + SERVER_START_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                log.seek(0)
+                raise SystemExit(f"server exited: {log.read().decode(errors='replace')[-2000:]}")
+            try:
+                if httpx.get(url + "/healthz", timeout=2).status_code == HTTP_OK:
+                    return proc, url
+            except httpx.TransportError:
+                time.sleep(0.2)
     proc.kill()
     raise SystemExit(f"server did not start in time: {cmd}")
 
