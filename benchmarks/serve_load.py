@@ -807,6 +807,22 @@ def workers_markdown(report: dict) -> str:
             f"| {r['server']} | {r['requests']:,} | {r['requests_per_s']} | {r['ratio']} | "
             f"{lat.get('p50', '-')} | {lat.get('p99', '-')} | {r['errors']} |"
         )
+    before = report.get("before")
+    if before:
+        lines += [
+            "",
+            f"**Before** (the run this file held until now, {before['date']}, load average "
+            f"{before['load_before']}):",
+            "",
+            "| server | requests/s | req/s / reference | p50 ms | p99 ms |",
+            "|---|---:|---:|---:|---:|",
+        ]
+        for r in before["runs"]:
+            lat = r.get("latency_ms") or {}
+            lines.append(
+                f"| {r['server']} | {r['requests_per_s']} | {r.get('ratio')} | "
+                f"{lat.get('p50', '-')} | {lat.get('p99', '-')} |"
+            )
     lines += ["", f"_{m['date']}_", ""]
     return "\n".join(lines)
 
@@ -1113,6 +1129,14 @@ def main(argv: list[str] | None = None) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     if args.compare_workers:
         report = compare_workers(args)
+        previous = out.with_name(out.name + ".json")
+        if previous.exists():  # the replaced file's figures stay in the text as "before"
+            old = json.loads(previous.read_text())
+            report["before"] = {
+                "date": old.get("machine", {}).get("date"),
+                "load_before": old.get("load_before"),
+                "runs": old.get("runs", []),
+            }
         out.with_name(out.name + ".json").write_text(json.dumps(report, indent=2) + "\n")
         out.with_name(out.name + ".md").write_text(workers_markdown(report))
         print(workers_markdown(report))
