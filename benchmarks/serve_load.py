@@ -51,6 +51,7 @@ import random
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -108,6 +109,9 @@ class RunResult:
     requests_per_s: float
     latency_ms: dict[str, float]
     error_samples: list[str] = field(default_factory=list)
+    # CPU the server process (and its workers) spent per answered request: on a shared machine
+    # the steadiest figure (other work moves requests/s, much less the CPU a request costs).
+    server_cpu_ms: float | None = None
 
 
 # ------------------------------------------------------------------------------------------
@@ -246,17 +250,22 @@ def start_server(cmd: list[str], env: dict[str, str], port: int) -> tuple[subpro
     """Start ``cmd``; returns the process and its base URL once ``/healthz`` answers."""
     import httpx
 
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + SERVER_START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"server exited: {proc.stderr.read().decode()[-2000:]}")
-        try:
-            if httpx.get(url + "/healthz", timeout=2).status_code == HTTP_OK:
-                return proc, url
-        except httpx.TransportError:
-            time.sleep(0.2)
+    # The server's log goes to a file, not a pipe: nobody reads a pipe during the run, and a
+    # server whose log fills the pipe's 64 KiB (the fuzz run's tracebacks do) blocks in its
+    # next write, its event loop with it: every later request went unanswered.
+    with tempfile.TemporaryFile() as log:  # the child keeps its own descriptor of it
+        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=log)
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + SERVER_START_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                log.seek(0)
+                raise SystemExit(f"server exited: {log.read().decode(errors='replace')[-2000:]}")
+            try:
+                if httpx.get(url + "/healthz", timeout=2).status_code == HTTP_OK:
+                    return proc, url
+            except httpx.TransportError:
+                time.sleep(0.2)
     proc.kill()
     raise SystemExit(f"server did not start in time: {cmd}")
 
@@ -308,6 +317,23 @@ def rss_mib(pid: int) -> float:
             if line.startswith("VmRSS:"):
                 total += int(line.split()[1])
     return round(total / 1024, 1)
+
+
+def cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process and its children (workers) so far."""
+    total = 0.0
+    pids = [pid]
+    tick = os.sysconf("SC_CLK_TCK")
+    while pids:
+        p = pids.pop()
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / tick
+            for task in Path(f"/proc/{p}/task").iterdir():
+                pids += [int(c) for c in (task / "children").read_text().split()]
+        except OSError:
+            continue
+    return total
 
 
 # ------------------------------------------------------------------------------------------
@@ -392,41 +418,55 @@ def run(
     clients: int,
     duration: float,
     expect: int | None,
+    pid: int | None = None,
 ) -> RunResult:
+    """``clients`` clients for ``duration`` s; with ``pid``, the server's CPU is measured too."""
+    before = cpu_s(pid) if pid else 0.0
     lat, errors, elapsed = asyncio.run(load_run(url, requests, clients, duration, expect))
-    return summarise(name, server, clients, lat, errors, elapsed)
+    cpu = cpu_s(pid) - before if pid else None
+    return summarise(name, server, clients, lat, errors, elapsed, cpu)
 
 
 def run_rounds(
     name: str,
-    targets: dict[str, tuple[str, list[bytes], int | None]],
+    targets: dict[str, tuple[str, list[bytes], int | None, int | None]],
     duration: float,
     rounds: int,
 ) -> dict[str, RunResult]:
     """One client against each server in turn, ``rounds`` times, ``duration / rounds`` s each
     time: the servers are sampled in alternating windows, so that a change in the machine's
-    background load weighs on both alike. ``targets``: server -> (url, requests, expect)."""
-    pooled: dict[str, tuple[list[float], list[str], list[float]]] = {
-        server: ([], [], []) for server in targets
+    background load weighs on both alike. ``targets``: server -> (url, requests, expect,
+    server pid or None)."""
+    pooled: dict[str, tuple[list[float], list[str], list[float], list[float]]] = {
+        server: ([], [], [], []) for server in targets
     }
     for _ in range(rounds):
-        for server, (url, requests, expect) in targets.items():
+        for server, (url, requests, expect, pid) in targets.items():
+            before = cpu_s(pid) if pid else 0.0
             lat, errors, elapsed = asyncio.run(
                 load_run(url, requests, 1, duration / rounds, expect)
             )
             pooled[server][0].extend(lat)
             pooled[server][1].extend(errors)
             pooled[server][2].append(elapsed)
+            if pid:
+                pooled[server][3].append(cpu_s(pid) - before)
     return {
-        server: summarise(name, server, 1, lat, errors, sum(times))
-        for server, (lat, errors, times) in pooled.items()
+        server: summarise(name, server, 1, lat, errors, sum(times), sum(cpu) if cpu else None)
+        for server, (lat, errors, times, cpu) in pooled.items()
     }
 
 
 def summarise(
-    name: str, server: str, clients: int, lat: list[float], errors: list[str], elapsed: float
+    name: str,
+    server: str,
+    clients: int,
+    lat: list[float],
+    errors: list[str],
+    elapsed: float,
+    cpu: float | None = None,
 ) -> RunResult:
-    """A run's numbers from its latencies (s) and errors."""
+    """A run's numbers from its latencies (s), errors and the server's CPU seconds."""
     ms = np.array(lat) * 1000.0
     latency = (
         {f"p{p}": round(float(np.percentile(ms, p)), 2) for p in PERCENTILES}
@@ -444,6 +484,7 @@ def summarise(
         requests_per_s=round(len(lat) / elapsed, 1),
         latency_ms=latency,
         error_samples=sorted(set(errors))[:5],
+        server_cpu_ms=round(cpu * 1000.0 / len(lat), 2) if cpu is not None and lat else None,
     )
     print(json.dumps(asdict(result)), flush=True)
     return result
@@ -766,6 +807,22 @@ def workers_markdown(report: dict) -> str:
             f"| {r['server']} | {r['requests']:,} | {r['requests_per_s']} | {r['ratio']} | "
             f"{lat.get('p50', '-')} | {lat.get('p99', '-')} | {r['errors']} |"
         )
+    before = report.get("before")
+    if before:
+        lines += [
+            "",
+            f"**Before** (the run this file held until now, {before['date']}, load average "
+            f"{before['load_before']}):",
+            "",
+            "| server | requests/s | req/s / reference | p50 ms | p99 ms |",
+            "|---|---:|---:|---:|---:|",
+        ]
+        for r in before["runs"]:
+            lat = r.get("latency_ms") or {}
+            lines.append(
+                f"| {r['server']} | {r['requests_per_s']} | {r.get('ratio')} | "
+                f"{lat.get('p50', '-')} | {lat.get('p99', '-')} |"
+            )
     lines += ["", f"_{m['date']}_", ""]
     return "\n".join(lines)
 
@@ -787,8 +844,13 @@ def measure(args: argparse.Namespace) -> dict:
         for key in ("small", "canvas"):
             if args.single_duration > 0:
                 targets = {
-                    name: (url, [predict_request(host[name], pngs[key])], expect[name, key])
-                    for name, (_, url) in servers.items()
+                    name: (
+                        url,
+                        [predict_request(host[name], pngs[key])],
+                        expect[name, key],
+                        proc.pid,
+                    )
+                    for name, (proc, url) in servers.items()
                 }
                 runs_key = run_rounds(
                     f"one client, {key} PNG", targets, args.single_duration, args.rounds
@@ -796,11 +858,11 @@ def measure(args: argparse.Namespace) -> dict:
                 for name, result in runs_key.items():
                     single[name, key] = result
         concurrent = {}
-        for name, (_, url) in servers.items():
+        for name, (proc, url) in servers.items():
             req = [predict_request(host[name], pngs["canvas"])]
             concurrent[name] = run(
                 f"{args.clients} clients, canvas PNG", name, url, req, args.clients,
-                args.duration, expect[name, "canvas"],
+                args.duration, expect[name, "canvas"], proc.pid,
             )  # fmt: skip
         proc, url = servers["digitlab"]
         h = host["digitlab"]
@@ -816,7 +878,7 @@ def measure(args: argparse.Namespace) -> dict:
         if args.mixed_duration > 0:
             runs_mixed = run(
                 f"{args.clients} clients, mixed", "digitlab", url, mixed, args.clients,
-                args.mixed_duration, None,
+                args.mixed_duration, None, proc.pid,
             )  # fmt: skip
         else:
             runs_mixed = None
@@ -899,6 +961,53 @@ def measure(args: argparse.Namespace) -> dict:
     }
 
 
+def before_summary(old: dict) -> dict:
+    """The figures of a previous run (its file is being replaced) to show beside the new."""
+    return {
+        "date": old.get("machine", {}).get("date"),
+        "source": old.get("server", {}).get("source"),
+        "workers": old.get("server", {}).get("workers"),
+        "load_before": old.get("load_before"),
+        "runs": [
+            {
+                k: r.get(k)
+                for k in ("name", "server", "requests_per_s", "latency_ms", "server_cpu_ms")
+            }
+            for r in old.get("runs", [])
+        ],
+        "ratios": old.get("ratios", {}),
+        "cpu_ms": old.get("cpu_ms"),
+    }
+
+
+def before_markdown(before: dict) -> list[str]:
+    """The "before" section: the previous run's table rows and ratios."""
+    lines = [
+        "",
+        f"**Before** (the run this file held until now, {before['date']}, "
+        f"{before['workers']} worker(s), load average {before['load_before']}):",
+        "",
+        "| run | server | req/s | p50 ms | p99 ms | server CPU ms / request |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    for r in before["runs"]:
+        lat = r.get("latency_ms") or {}
+        lines.append(
+            f"| {r['name']} | {r['server']} | {r['requests_per_s']} | {lat.get('p50', '-')} | "
+            f"{lat.get('p99', '-')} | {r.get('server_cpu_ms') or '-'} |"
+        )
+    ratios = ", ".join(f"{k}: {v}" for k, v in before["ratios"].items())
+    lines += ["", f"Ratios to the reference then: {ratios}."]
+    if before.get("cpu_ms"):
+        cpu = "; ".join(
+            f"{k}: preprocess {c['preprocess']}, forward {c['predict_5_views']}, "
+            f"total {c['digitlab_total']} vs reference {c['reference_pipeline']}"
+            for k, c in before["cpu_ms"].items()
+        )
+        lines.append(f"In-process CPU ms then: {cpu}.")
+    return lines
+
+
 def markdown(report: dict) -> str:
     m = report["machine"]
     sizes = report["payload_bytes"]
@@ -918,8 +1027,8 @@ def markdown(report: dict) -> str:
         "back to back, are the figures to compare.",
         "",
         "| run | server | clients | s | requests | req/s | p50 ms | p95 ms | p99 ms | max ms "
-        "| errors |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| errors | server CPU ms / request |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in report["runs"]:
         lat = r["latency_ms"]
@@ -927,7 +1036,7 @@ def markdown(report: dict) -> str:
             f"| {r['name']} | {r['server']} | {r['clients']} | {r['duration_s']} | "
             f"{r['requests']:,} | {r['requests_per_s']:,} | {lat.get('p50', '-')} | "
             f"{lat.get('p95', '-')} | {lat.get('p99', '-')} | {lat.get('max', '-')} | "
-            f"{r['errors']} |"
+            f"{r['errors']} | {r.get('server_cpu_ms') or '-'} |"
         )
     lines.append("")
     if "fuzz" in report:
@@ -964,6 +1073,8 @@ def markdown(report: dict) -> str:
     for r in report["runs"]:
         for sample in r["error_samples"]:
             lines.append(f"- {r['name']} ({r['server']}) error: `{sample}`")
+    if report.get("before"):
+        lines += before_markdown(report["before"])
     lines += ["", f"_{m['date']}_", ""]
     return "\n".join(lines)
 
@@ -1018,12 +1129,23 @@ def main(argv: list[str] | None = None) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     if args.compare_workers:
         report = compare_workers(args)
+        previous = out.with_name(out.name + ".json")
+        if previous.exists():  # the replaced file's figures stay in the text as "before"
+            old = json.loads(previous.read_text())
+            report["before"] = {
+                "date": old.get("machine", {}).get("date"),
+                "load_before": old.get("load_before"),
+                "runs": old.get("runs", []),
+            }
         out.with_name(out.name + ".json").write_text(json.dumps(report, indent=2) + "\n")
         out.with_name(out.name + ".md").write_text(workers_markdown(report))
         print(workers_markdown(report))
         return 0
     report = measure(args)
     # "serve_load.before" + ".json" (with_suffix would replace ".before")
+    previous = out.with_name(out.name + ".json")
+    if previous.exists():  # the file being replaced: its figures stay in the text as "before"
+        report["before"] = before_summary(json.loads(previous.read_text()))
     out.with_name(out.name + ".json").write_text(json.dumps(report, indent=2) + "\n")
     out.with_name(out.name + ".md").write_text(markdown(report))
     print(markdown(report))

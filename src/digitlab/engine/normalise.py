@@ -12,10 +12,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from PIL import Image, ImageFilter
+from PIL import Image
 
 from digitlab.core.constants import IMAGE_SIDE, MNIST_BOX
-from digitlab.engine.ink import FULL
+from digitlab.engine.ink import FULL, _rank_filter
 
 # Stroke-width normalisation happens with the digit fitted to NORM_BOX px (4x the 20 px box, so
 # a pen can be widened or narrowed in quarter-pixel steps of the final image). Stroke width is
@@ -88,23 +88,33 @@ def _fit(img: Image.Image, box: int) -> tuple[Image.Image, float, float]:
     return img.resize((nw, nh), method), nw / w, nh / h
 
 
-def _restretch(img: Image.Image) -> Image.Image:
-    """Scale soft ink so the strokes' core reaches 255 again after a resize thinned them."""
-    counts = np.asarray(img.histogram()[1:], dtype=np.float64)
+def _restretch(a: np.ndarray) -> np.ndarray:
+    """Scale soft ink (a uint8 array) so the strokes' core reaches 255 again after a resize
+    thinned them."""
+    counts = np.bincount(a.ravel(), minlength=FULL + 1)[1:].astype(np.float64)
     total = counts.sum()
     if total == 0:
-        return img
+        return a
     peak = 1 + int(np.searchsorted(np.cumsum(counts), total * PEAK_PCT / 100.0))
     if peak >= FULL:
-        return img
-    return img.point(_STRETCH_TABLES[peak])
+        return a
+    return np.take(_STRETCH_TABLES[peak], a)
 
 
 # _STRETCH_TABLES[p] maps grey level p (and above) to 255, proportionally below.
 _STRETCH_TABLES = [
-    np.clip(np.rint(np.arange(256) * (FULL / max(p, 1))), 0, FULL).astype(np.uint8).tolist()
+    np.clip(np.rint(np.arange(256) * (FULL / max(p, 1))), 0, FULL).astype(np.uint8)
     for p in range(256)
 ]
+
+
+def _bbox(a: np.ndarray) -> tuple[int, int, int, int] | None:
+    """Bounding box (x0, y0, x1, y1) of the non-zero pixels, as ``Image.getbbox``."""
+    rows = np.flatnonzero(a.any(axis=1))
+    if rows.size == 0:
+        return None
+    cols = np.flatnonzero(a.any(axis=0))
+    return int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1
 
 
 def stroke_width(img: Image.Image) -> float:
@@ -126,18 +136,18 @@ def stroke_width(img: Image.Image) -> float:
     return float(np.asarray(img, dtype=np.float32).sum()) / FULL / length
 
 
-def _normalise_width(img: Image.Image, width: float) -> Image.Image:
+def _normalise_width(a: np.ndarray, width: float) -> np.ndarray:
     """Dilate or erode (square kernel) so that a ``width`` px stroke lands in MNIST's range."""
     target = MNIST_STROKE_WIDTH
     if width <= 0 or target / STROKE_TOLERANCE <= width <= target * STROKE_TOLERANCE:
-        return img
+        return a
     if width < target:
         grow = round(target - width)
-        return img.filter(ImageFilter.MaxFilter(2 * (grow // 2) + 1)) if grow >= 2 else img
+        return _rank_filter(a, 2 * (grow // 2) + 1, np.maximum) if grow >= 2 else a
     # Thin thick strokes only down to the edge of MNIST's range, and never by more than
     # MAX_ERODE_FRACTION of their width: erosion breaks a stroke's thinner parts.
     shrink = min(round(width - target * STROKE_TOLERANCE), int(width * MAX_ERODE_FRACTION))
-    return img.filter(ImageFilter.MinFilter(2 * (shrink // 2) + 1)) if shrink >= 2 else img
+    return _rank_filter(a, 2 * (shrink // 2) + 1, np.minimum) if shrink >= 2 else a
 
 
 def normalize_digit(
@@ -151,20 +161,27 @@ def normalize_digit(
     width found (in 28x28 pixels) and the input -> 28x28 affine map, or None if ``ink`` is
     empty.
     """
-    src = Image.fromarray(ink)
-    bb = src.getbbox()
+    bb = _bbox(ink)
     if bb is None:
         return None
+    return _normalize(ink, bb, offset, scale)
+
+
+def _normalize(
+    ink: np.ndarray, bb: tuple[int, int, int, int], offset: tuple[float, float], scale: float
+) -> tuple[np.ndarray, float, Affine] | None:
+    """:func:`normalize_digit` for an ink map whose bounding box ``bb`` is known."""
     x0, y0 = bb[0], bb[1]
-    big, sx1, sy1 = _fit(src.crop(bb), NORM_BOX)
-    big = _restretch(big)
-    width = stroke_width(big)
-    morphed = _normalise_width(big, width)
-    bb2 = morphed.getbbox()
+    big, sx1, sy1 = _fit(Image.fromarray(ink[bb[1] : bb[3], bb[0] : bb[2]]), NORM_BOX)
+    big_a = _restretch(np.asarray(big))
+    width = stroke_width(big_a)
+    morphed = _normalise_width(big_a, width)
+    bb2 = _bbox(morphed)
     if bb2 is None:  # eroded away: keep the strokes as they were
-        morphed, bb2 = big, big.getbbox() or (0, 0, big.width, big.height)
-    small, sx2, sy2 = _fit(morphed.crop(bb2), MNIST_BOX)
-    s = np.asarray(_restretch(small), dtype=np.float32)
+        morphed, bb2 = big_a, _bbox(big_a) or (0, 0, big_a.shape[1], big_a.shape[0])
+    crop = Image.fromarray(morphed[bb2[1] : bb2[3], bb2[0] : bb2[2]])
+    small, sx2, sy2 = _fit(crop, MNIST_BOX)
+    s = _restretch(np.asarray(small)).astype(np.float32)
     total = float(s.sum())
     if total <= 0:
         return None
@@ -200,8 +217,8 @@ def preprocess_ink(
     """
     size = input_size or (round(ink.shape[1] * scale), round(ink.shape[0] * scale))
     work_offset = (offset[0] * scale, offset[1] * scale)
-    result = normalize_digit(ink, offset=work_offset, scale=scale)
-    bb = Image.fromarray(ink).getbbox()
+    bb = _bbox(ink)
+    result = None if bb is None else _normalize(ink, bb, work_offset, scale)
     if result is None or bb is None:
         return blank(size)
     image, width, affine = result

@@ -49,7 +49,8 @@ def serving_backend(settings: ServerSettings) -> str:
 def load_recognizer(settings: ServerSettings) -> Any:
     """Load ``settings.model`` for serving (raises CheckpointError), its threads set once:
     ONNX Runtime's through ``$DIGITLAB_ORT_THREADS`` (unless already set), PyTorch's with
-    :func:`digitlab.engine.backends.torch.set_inference_threads`."""
+    :func:`digitlab.engine.backends.torch.set_inference_threads`; a PyTorch network is then
+    traced and frozen (:meth:`~digitlab.engine.backends.torch.TorchBackend.trace`)."""
     from digitlab.api import load_model
 
     os.environ.setdefault(ENV_ORT_THREADS, str(settings.threads))
@@ -58,6 +59,9 @@ def load_recognizer(settings: ServerSettings) -> Any:
         from digitlab.engine.backends.torch import set_inference_threads
 
         set_inference_threads(settings.threads)
+        trace = getattr(recognizer.backend, "trace", None)  # a frozen trace: less CPU a pass
+        if trace is not None:
+            trace()
     return recognizer
 
 
