@@ -56,9 +56,9 @@ def run(n: int, model: str | None, data_dir: str | None) -> dict:
             "no_digit": float(np.mean([p.digit is None for p in preds])),
         }
         logger.info("%s %s (%.1f s)", kind, out[kind], time.perf_counter() - start)
-    for k, kind in enumerate(synth.HARD_BLANK_KINDS + synth.BLANK_KINDS):
+    for k, kind in enumerate(synth.HARD_BLANK_KINDS + synth.BLANK_KINDS + synth.GAP_BLANK_KINDS):
         rng = np.random.default_rng(2000 + k)
-        make = synth.hard_blank if kind in synth.HARD_BLANK_KINDS else synth.blank_image
+        make = synth.blank_image if kind in synth.BLANK_KINDS else synth.hard_blank
         preds = rec.predict_batch([make(kind, rng) for _ in range(n // 2)])
         out["blank:" + kind] = {
             "n": n // 2,

@@ -595,7 +595,8 @@ def run(args: argparse.Namespace) -> dict:
     results: dict = {}
     if args.suite in ("tune", "both"):
         digits = tune_digits(mnist, meta)
-        results["tune"] = _run_steps(tune_steps(rec, digits, limit, seed), args.only, "tune")
+        tune_limit = args.tune_limit if args.tune_limit is not None else limit
+        results["tune"] = _run_steps(tune_steps(rec, digits, tune_limit, seed), args.only, "tune")
         results["tune_digits"] = digits.source
     if args.suite in ("report", "both"):
         results["report"] = _run_steps(report_steps(rec, mnist, args), args.only, "report")
@@ -616,6 +617,7 @@ def run(args: argparse.Namespace) -> dict:
         "model": rec.info.to_dict(),
         "suite": args.suite,
         "limit": limit,
+        "tune_limit": args.tune_limit if args.tune_limit is not None else limit,
         "seed": seed,
         "machine": machine(),
         "targets": {"tune": TARGETS, "report": REPORT_TARGETS},
@@ -739,6 +741,9 @@ def main(argv: list[str] | None = None) -> int:
         "digits; both (default)",
     )
     parser.add_argument("--limit", type=int, default=None, help="cap every sample at N images")
+    parser.add_argument(
+        "--tune-limit", type=int, default=None, help="cap the tune suite's samples (else --limit)"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--data-dir", default=None, help="MNIST folder")
     parser.add_argument("--only", nargs="*", default=None, help="run only these parts")
@@ -761,6 +766,7 @@ def main(argv: list[str] | None = None) -> int:
         "",
         f"Model: `{report['model']['name']}` ({report['model']['backend']}, "
         f"{report['model']['source']}); suite {report['suite']}; limit {report['limit']}; "
+        f"tune limit {report.get('tune_limit')}; "
         f"seed {report['seed']}; {report['machine']['date']}, {report['machine']['processor']}, "
         f"{report['machine']['cpu_count']} CPUs.",
         "",

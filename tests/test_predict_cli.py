@@ -170,7 +170,8 @@ def test_explain_maps_the_reading_the_engine_chose(mnist, recognizer, capsys, tm
     from digitlab.engine.preprocess import to_model_input
 
     path = tmp_path / "tight.png"
-    Image.fromarray(synth.cropped_tight(mnist.test_images[1], 120, dark_on_light=True)).save(path)
+    # 160 px: a photo (images under ink.FLATTEN_MIN_SIDE are read as scans, one way only).
+    Image.fromarray(synth.cropped_tight(mnist.test_images[1], 160, dark_on_light=True)).save(path)
     pre = to_model_input(str(path))
     assert pre.alternative is not None  # read both ways; the plain reading must win
     assert recognizer.predict_preprocessed([pre])[0].preprocessed is not pre.image

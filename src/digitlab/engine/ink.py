@@ -254,7 +254,9 @@ def _reduce(img: Image.Image) -> tuple[Image.Image, float]:
 
 
 # The last histogram each thread took (see _counts): the polarity test, the background check
-# and the ink levels all histogram the same map; a canvas's are 80 us each.
+# and the ink levels all histogram the same map; a canvas's are 80 us each. Kept only while
+# extract_ink runs (its maps are never changed in place once made), so arrays callers pass to
+# the public functions are histogrammed afresh every time.
 _LAST_COUNTS = threading.local()
 
 
@@ -269,7 +271,8 @@ def _counts(a: np.ndarray) -> np.ndarray:
         return last[1]
     counts = np.asarray(Image.fromarray(a).histogram(), dtype=np.float64)
     counts.flags.writeable = False
-    _LAST_COUNTS.entry = (a, counts)
+    if getattr(_LAST_COUNTS, "active", False):
+        _LAST_COUNTS.entry = (a, counts)
     return counts
 
 
@@ -826,6 +829,7 @@ def _as_ink(lum: np.ndarray, dark: bool) -> np.ndarray:
     ink = np.subtract(FULL, lum, dtype=np.uint8)
     last = getattr(_LAST_COUNTS, "entry", None)
     if last is not None and last[0] is lum:  # the inverted map's histogram is the reverse
+        # (only inside extract_ink: see _LAST_COUNTS)
         counts = last[1][::-1].copy()
         counts.flags.writeable = False
         _LAST_COUNTS.entry = (ink, counts)
@@ -864,6 +868,16 @@ def extract_ink(source: Any, *, plain_reading: bool = True) -> InkImage:
     ``plain_reading``: for photos, also threshold without flattening the light (``plain``);
     only single-digit recognition uses it.
     """
+    _LAST_COUNTS.active = True
+    try:
+        return _extract_ink(source, plain_reading)
+    finally:
+        _LAST_COUNTS.active = False
+        _LAST_COUNTS.entry = None
+
+
+def _extract_ink(source: Any, plain_reading: bool) -> InkImage:
+    """:func:`extract_ink`'s work, with the histogram cache on."""
     img = load_image(source)
     input_size = img.size
     img, scale = _reduce(img)
