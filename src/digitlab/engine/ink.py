@@ -901,8 +901,10 @@ def _extract_ink(source: Any, plain_reading: bool) -> InkImage:
         # choose (Recognizer.predict_preprocessed).
         plain_dark = _ink_is_dark(lum)
         plain = _clean_ink(_as_ink(lum, plain_dark), False)
-        agreed = not has_ink and plain.any() and _readings_agree(ink, plain)
-        if not plain.any() or (_plain_contrast(lum, plain) < PLAIN_MIN_CONTRAST and not agreed):
+        if not plain.any() or (
+            _plain_contrast(lum, plain) < PLAIN_MIN_CONTRAST
+            and (has_ink or not _readings_agree(ink, plain))
+        ):
             plain = None
         plain_polarity = "dark-on-light" if plain_dark else "light-on-dark"
     log.debug("ink: %s, photo %s, %d ink pixels, scale %.2f", polarity, photo, mask.sum(), scale)
