@@ -451,3 +451,36 @@ def test_settings_travel_to_worker_processes_through_the_environment():
     assert again.enabled and again.exposed and again.admin_token == "t0k"
     assert again.db == "postgresql://u@db.example/fb"
     assert again.allowed_hosts[0] == "digits.example"
+
+
+def test_forged_host_with_a_broken_body_logs_no_traceback(served):
+    """uvicorn answers a malformed chunked body itself (400) before the Host check runs; the
+    check's own 400 then has no connection to go to and must not end as an ASGI exception."""
+    import logging
+    import socket
+    import time
+
+    url, _ = served
+    host, port = url.removeprefix("http://").rsplit(":", 1)
+    records: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record)
+
+    keep = Keep(level=logging.ERROR)
+    logger = logging.getLogger("uvicorn.error")
+    logger.addHandler(keep)
+    try:
+        with socket.create_connection((host, int(port)), timeout=10) as sock:
+            sock.sendall(
+                b"POST /api/feedback HTTP/1.1\r\nHost: evil.example\r\n"
+                b"Transfer-Encoding: chunked\r\n\r\nZZZ\r\nnot a chunk\r\n"
+            )
+            answer = sock.recv(4096)
+        time.sleep(0.5)  # the app task runs after uvicorn's own answer
+    finally:
+        logger.removeHandler(keep)
+    assert answer.startswith(b"HTTP/1.1 400")
+    assert [r.getMessage() for r in records] == []
+    assert httpx.get(f"{url}/api/feedback/stats").status_code == 200

@@ -16,19 +16,26 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hmac
 import ipaddress
 import json
+import logging
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from fastapi import HTTPException, Request
+
+log = logging.getLogger(__name__)
 
 # The names a loopback server answers to by default.
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
 # Fetch metadata values of a request the page itself (or the user, typing the URL) made.
 SAME_ORIGIN_FETCH = ("same-origin", "none")
 ADMIN_HEADER = "x-admin-token"
+# How long the Host check waits for a connection the server already answered to close.
+DISCONNECT_WAIT_S = 1.0
 STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 Scope = MutableMapping[str, Any]
@@ -113,17 +120,32 @@ class HostCheckMiddleware:
             else "the request has no Host header"
         )
         body = json.dumps({"detail": detail}).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 400,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
+        try:
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 400,
+                    "headers": [
+                        (b"content-type", b"application/json"),
+                        (b"content-length", str(len(body)).encode()),
+                    ],
+                }
+            )
+            await send({"type": "http.response.body", "body": body})
+        except Exception as exc:  # the server's own error type (h11, httptools): any
+            # This check answers without reading the body; when the body was malformed, the
+            # server has already answered 400 itself and closes: nothing is left to send to.
+            # Wait (briefly) until it has seen the connection close, so that it does not
+            # report this response as unfinished either.
+            log.debug("Host check: the connection was already answered (%s)", exc)
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(_until_disconnect(receive), DISCONNECT_WAIT_S)
+
+
+async def _until_disconnect(receive: Receive) -> None:
+    """Receive (and drop) messages until the client's disconnect."""
+    while (await receive())["type"] != "http.disconnect":
+        pass
 
 
 def own_origin(request: Request) -> str:
