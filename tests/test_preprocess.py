@@ -288,6 +288,25 @@ def test_images_without_a_digit_have_no_ink(kind):
         assert out.image.max() == 0 and out.box is None
 
 
+def test_noise_sigma_from_neighbour_differences():
+    """ink.difference_sigma recovers the sigma of Gaussian noise (0 on flat paper), and noise
+    spread over the whole range -- which the histogram's paper-peak estimate misses -- gives
+    no ink, while a soft digit of 20 grey levels on clean paper still has ink."""
+    from digitlab.engine.ink import difference_sigma
+
+    rng = np.random.default_rng(3)
+    for sigma in (10.0, 30.0):
+        noise = np.clip(128 + rng.normal(0, sigma, (200, 200)), 0, 255).astype(np.uint8)
+        assert abs(difference_sigma(noise) - sigma) < 0.15 * sigma
+    assert difference_sigma(np.full((50, 50), 200, np.uint8)) == 0.0
+    for lo, hi in ((0, 255), (60, 200)):
+        uniform = rng.integers(lo, hi + 1, (240, 320)).astype(np.uint8)
+        assert not P.to_model_input(uniform).has_ink
+    soft = np.full((120, 120), 230, np.uint8)
+    soft[30:90, 55:62] = 210  # a "1", 20 grey levels darker than the paper
+    assert P.to_model_input(soft).has_ink
+
+
 def test_far_specks_are_removed(mnist):
     field = synth.place(synth.redraw(mnist.test_images[1], 150), (280, 280), 60, 60)
     clean = P.to_model_input((field * 255).astype(np.uint8))
