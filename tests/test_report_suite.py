@@ -224,17 +224,19 @@ def _digit_accuracy(recognizer, gen, images, labels, n, seed):
 
 def test_floor_canvas(recognizer, test_digits):
     acc, nulls = _digit_accuracy(recognizer, ri.gen_canvas, *test_digits, 100, 11)
-    # Measured 97/100 right, 0 no-digit here; the target is 99.5%.
+    # Measured 97/100 right, 0 no-digit here (96/100 since the fifth session's ink changes);
+    # the target is 99.5%.
     assert acc >= 0.95, acc
     assert nulls <= 0.01, nulls
 
 
 def test_floor_lowres(recognizer):
     acc, nulls = _digit_accuracy(recognizer, ri.gen_lowres, *ri.uci_digits(), 150, 12)
-    # Measured 122/150 right (81.3%), 12 no-digit (8%) here; the target is 97% (and
-    # <= 0.3% no-digit): a tripwire against getting worse, far below the target.
-    assert acc >= 0.78, acc
-    assert nulls <= 0.10, nulls
+    # Measured 145/150 right (96.7%), 1 no-digit here since the fifth session's ink changes
+    # (before: 122/150, 12 no-digit); the target is 97% (and <= 0.3% no-digit): a
+    # tripwire against getting worse.
+    assert acc >= 0.94, acc
+    assert nulls <= 0.02, nulls
 
 
 def test_floor_marker(recognizer, test_digits):
