@@ -587,7 +587,7 @@ def _pooled_mask(ink: np.ndarray, level: int, factor: int) -> np.ndarray:
 
 
 def remove_specks(
-    ink: np.ndarray, *, clear_edges: bool = False, edge_solid: float | None = None
+    ink: np.ndarray, *, clear_edges: bool = False, edge_solid: float = EDGE_SOLID_FRACTION
 ) -> np.ndarray:
     """Keep the ink of the digit: its significant components and small parts next to them.
 
@@ -609,8 +609,7 @@ def remove_specks(
     has_strong = np.bincount(labels[strong], minlength=n + 1) > 0
     comps = [c for c in comps if has_strong[c.label]]
     if clear_edges:
-        solid = EDGE_SOLID_FRACTION if edge_solid is None else edge_solid
-        comps = [c for c in comps if not _is_frame(ink, labels, c, factor, solid)]
+        comps = [c for c in comps if not _is_frame(ink, labels, c, factor, edge_solid)]
     if not comps:
         return np.zeros_like(ink)
     size = {c.label: _size(ink, c, factor) for c in comps}
@@ -744,9 +743,15 @@ def difference_sigma(ink: np.ndarray) -> float:
     the whole range (uniform noise, heavy Gaussian noise clipped at black and white) is not;
     there it is far too small, and noise passed for ink. 0 on flat paper.
     """
-    img = Image.fromarray(ink)
-    if img.width < 2:
+    h, w = ink.shape
+    if w < 2:
         return 0.0
+    # A row of w pixels, k of them one shade, has at least 2k - w - 1 neighbour pairs of equal
+    # pixels; when that guarantees a quarter of all pairs, the quartile is 0 (a digital canvas
+    # is mostly paper of one exact shade) and the differences need not be taken.
+    if 2 * _counts(ink).max() - h * (w + 1) >= DIFFERENCE_PCT / 100 * h * (w - 1):
+        return 0.0
+    img = Image.fromarray(ink)
     left = img.crop((0, 0, img.width - 1, img.height))
     right = img.crop((1, 0, img.width, img.height))
     diff = np.asarray(ImageChops.difference(left, right))
@@ -850,10 +855,10 @@ def _plain_contrast(lum: np.ndarray, ink: np.ndarray) -> float:
     return abs(float(np.median(lum[mask])) - float(np.median(lum[~mask])))
 
 
-def _readings_agree(ink: np.ndarray, plain: np.ndarray) -> bool:
-    """True when a photo's flattened ink, with edge pieces judged as solid as inner ones,
-    covers the same pixels as its plain reading (intersection over union >= AGREEMENT_IOU)."""
-    soft = threshold_ink(ink)
+def _readings_agree(soft: np.ndarray, plain: np.ndarray) -> bool:
+    """True when a photo's flattened ink (``soft``: thresholded, specks not yet removed), with
+    edge pieces judged as solid as inner ones, covers the same pixels as its plain reading
+    (intersection over union >= AGREEMENT_IOU)."""
     if not soft.any():
         return False
     relaxed = remove_specks(soft, clear_edges=True, edge_solid=SOLID_FRACTION) > 0
@@ -889,7 +894,9 @@ def _extract_ink(source: Any, plain_reading: bool) -> InkImage:
     else:
         dark, ink, photo = _polarity_and_ink(lum)
         polarity = "dark-on-light" if dark else "light-on-dark"
-    soft = _clean_ink(ink, photo)
+    # Thresholded once: the specks' removal and, for a photo, the readings' agreement use it.
+    thresholded = threshold_ink(ink)
+    soft = remove_specks(thresholded, clear_edges=photo) if thresholded.any() else thresholded
     mask = soft > 0
     has_ink = bool(mask.any())
     plain, plain_polarity = None, "none"
@@ -903,7 +910,7 @@ def _extract_ink(source: Any, plain_reading: bool) -> InkImage:
         plain = _clean_ink(_as_ink(lum, plain_dark), False)
         if not plain.any() or (
             _plain_contrast(lum, plain) < PLAIN_MIN_CONTRAST
-            and (has_ink or not _readings_agree(ink, plain))
+            and (has_ink or not _readings_agree(thresholded, plain))
         ):
             plain = None
         plain_polarity = "dark-on-light" if plain_dark else "light-on-dark"
