@@ -195,6 +195,46 @@ def test_scribbles_and_letters_mostly_come_out_uncertain(recognizer):
         assert share >= 0.5, f"only {share:.0%} of {name} flagged uncertain"
 
 
+def test_stability_views_read_only_for_unsure_looking_images(recognizer, canvases, monkeypatch):
+    """A confident reading costs one forward pass; a less confident one adds its four views,
+    and the flag then follows the mean over the five readings, as the rule says."""
+    from digitlab.engine import recognizer as R
+
+    images, _ = canvases
+    items = [to_model_input(im) for im in images[:40]]
+    passes: list[int] = []
+    logits = recognizer.logits
+
+    def counting(batch):
+        passes.append(len(batch))
+        return logits(batch)
+
+    monkeypatch.setattr(recognizer, "logits", counting)
+    preds = recognizer.predict_preprocessed(items)
+    confident = [p.confidence >= R.STABILITY_CHECK_BELOW for p in preds]
+    assert sum(confident) >= 30  # most canvas digits skip the views
+    views = len(R.STABILITY_ROTATIONS) + len(R.STABILITY_SCALES)
+    assert passes[0] == 40 and sum(passes[1:]) <= views * (40 - sum(confident))
+
+    # Checking every image: the flags are exactly the rule computed by hand here, and only
+    # images that no other rule flags had their views read.
+    monkeypatch.setattr(R, "STABILITY_CHECK_BELOW", 2.0)
+    passes.clear()
+    everything = recognizer.predict_preprocessed(items)
+    calls = list(passes)
+    needed = 0
+    for item, p in zip(items, everything, strict=True):
+        stack = np.stack([item.image, *R.stability_views(item.image)])
+        probs = softmax(logits(stack), recognizer.temperature)
+        energy = float(recognizer.energies(stack[:1])[0])
+        want = R.is_uncertain(probs[0], stability=probs[:, p.digit].mean(), energy=energy)
+        assert p.uncertain == want
+        needed += not R.is_uncertain(probs[0], energy=energy)
+    assert calls == [40, needed * views]
+    # Skipping the views never unflags an image the other rules flag.
+    assert all(b.uncertain for a, b in zip(preds, everything, strict=True) if a.uncertain)
+
+
 # --------------------------------------------------------------------------------------------
 # Loading
 # --------------------------------------------------------------------------------------------
