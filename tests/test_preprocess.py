@@ -328,6 +328,32 @@ def test_photo_lighting_is_flattened(digits):
         _same_digit(photo, clean, 0.75)
 
 
+@pytest.mark.parametrize("side", ["left", "right", "top", "bottom"])
+def test_small_digit_just_inside_a_photos_edge_is_kept(mnist, side):
+    """A digit 5% of a shaded 1500x2000 photo's height, 10 px from its edge: it shares the
+    outermost blocks the pieces are labelled on, but its ink touches no edge (the rim rule, for
+    the table beside the sheet, must not take it)."""
+    h, w, size, gap = 1500, 2000, 75, 10
+    ink = synth.redraw(mnist.test_images[3], size)  # a 1
+    gh, gw = ink.shape
+    top, left = {
+        "left": ((h - gh) // 2, gap),
+        "right": ((h - gh) // 2, w - gap - gw),
+        "top": (gap, (w - gw) // 2),
+        "bottom": (h - gap - gh, (w - gw) // 2),
+    }[side]
+    field = synth.place(ink, (h, w), left, top)
+    light = np.linspace(0.95, 0.7, w, dtype=np.float32)[None, :] * np.ones((h, 1), np.float32)
+    rng = np.random.default_rng(9)
+    photo = light * (1 - 0.8 * field) + rng.normal(0, 0.01, (h, w)).astype(np.float32)
+    out = P.to_model_input((np.clip(photo, 0, 1) * 255).astype(np.uint8))
+    assert out.has_ink
+    ys, xs = np.nonzero(field > 0.5)
+    x, y, _, bh = out.box
+    assert abs(y - ys.min()) <= 4 and abs(x - xs.min()) <= 4
+    assert abs(bh - (ys.max() + 1 - ys.min())) <= 8
+
+
 def test_box_and_affine_locate_the_digit_in_the_input(mnist):
     field = synth.place(synth.redraw(mnist.test_images[2], 100), (300, 400), 210, 90)
     out = P.to_model_input((field * 255).astype(np.uint8))
