@@ -54,6 +54,13 @@ def add_train_options(p: argparse.ArgumentParser) -> None:
         help="add elastic distortion to the augmentation",
     )
     g.add_argument(
+        "--rotation",
+        type=float,
+        dest="rotation_deg",
+        metavar="DEG",
+        help="largest rotation of the affine augmentation, degrees either way (default 12)",
+    )
+    g.add_argument(
         "--degrade",
         type=float,
         nargs="?",
