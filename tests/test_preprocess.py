@@ -328,6 +328,23 @@ def test_photo_lighting_is_flattened(digits):
         _same_digit(photo, clean, 0.75)
 
 
+@pytest.mark.parametrize("height", [30, 40])
+def test_small_digit_on_a_large_white_scan_is_found(mnist, height):
+    """A 30-40 px digit on a 2000x1500 white scan: its ink is a few hundredths of a percent of
+    the image (fewer pixels than the reduced working copy's old ink-level fraction), and it is
+    under MIN_DIGIT_PIXELS tall once reduced. Dark ink on light paper, boxed where it is. (At
+    20 px, 10 once reduced, its thin strokes hold fewer pixels than the ink level's count.)"""
+    ink = synth.redraw(mnist.test_images[0], height)  # a 7
+    field = synth.place(ink, (1500, 2000), 1300, 400)
+    scan = ((1 - 0.85 * field) * 255).astype(np.uint8)
+    out = P.to_model_input(scan)
+    assert out.has_ink and out.polarity == "dark-on-light"
+    ys, xs = np.nonzero(field > 0.5)
+    x, y, _, bh = out.box
+    assert abs(x - xs.min()) <= 4 and abs(y - ys.min()) <= 4
+    assert abs(bh - (ys.max() + 1 - ys.min())) <= 6
+
+
 @pytest.mark.parametrize("side", ["left", "right", "top", "bottom"])
 def test_small_digit_just_inside_a_photos_edge_is_kept(mnist, side):
     """A digit 5% of a shaded 1500x2000 photo's height, 10 px from its edge: it shares the

@@ -102,19 +102,24 @@ MIN_PAPER_BRIGHTNESS = 0.2
 # INK_TOP_MIN_PIXELS): robust to single hot pixels, yet inside the strokes of a small digit
 # (a 28 px digit on a 280x280 canvas covers ~0.2% of it; a 35 px digit written with a ballpoint
 # on a 1024x768 working copy of a phone photo ~0.03%). 0.1% lost such digits on the development
-# photos (small on a page: 13% "no digit"; 0.02%: 2.5%), and blank photos stayed blank.
+# photos (small on a page: 13% "no digit"; 0.02%: 2.5%), and blank photos stayed blank. 0.02%
+# (157 pixels of a 1024x768 working copy) is more than a digit 16 working pixels tall holds
+# (MIN_DIGIT_PIXELS, ~40-60 ink pixels): a 10-40 px digit on a 700-2400 px white scan or photo
+# of paper (development set, 300 MNIST *training* digits) then read as a white "ink" on dark
+# paper, or no ink; 75.7% "no digit" at 0.02%, 24.7% at 0.005% (24-40 px tall: 2.5%), every
+# other development kind within two images and every blank kind unchanged.
 PAPER_WINDOW = 7
 NOISE_SIGMA_PCT = 2 * 0.1587
 MIN_NOISE_SIGMA = 1  # grey level
 # The difference's quartile used (see difference_sigma) and its value for sigma = 1: the
 # quartile of |N(0, 2)| is Phi^-1(0.625) * sqrt(2) = 0.3186 * 1.414.
 DIFFERENCE_PCT = 25.0
-# Pure noise puts its brightest 0.02% (the ink peak, INK_TOP_FRACTION) at 3.5 sigma; ink must
+# Pure noise puts its brightest 0.005% (the ink peak, INK_TOP_FRACTION) at 3.9 sigma; ink must
 # stand further out than that from the noise measured by difference_sigma. (The histogram's
 # sigma, which also sets the cut, keeps MIN_SNR's larger margin for shading left in photos.)
 DIFFERENCE_MIN_SNR = 5.0
 DIFFERENCE_PCT_PER_SIGMA = 0.3186 * 2**0.5
-INK_TOP_FRACTION = 0.0002
+INK_TOP_FRACTION = 0.00005
 INK_TOP_MIN_PIXELS = 12
 # "Is there ink at all?": the ink must stand out from the paper by at least MIN_CONTRAST of the
 # full range and by at least MIN_SNR noise sigmas. Pure Gaussian noise reaches ~3.1 sigma at the
@@ -147,8 +152,10 @@ PLAIN_MIN_CONTRAST = 100
 AGREEMENT_IOU = 0.5
 
 # Specks: a connected piece of ink is "significant" when its bounding box spans at least
-# MIN_DIGIT_PIXELS working pixels (a digit smaller than that is not meant to be read; specks
-# of dust and dots are smaller: the tune suite's specks reach 7 px, two together 14) and at
+# MIN_DIGIT_PIXELS pixels of the input image (not of its reduced working copy, where a 30 px
+# digit on a 2400 px photo is 10 px tall and still readable; a digit smaller than that is not
+# meant to be read; specks of dust and dots are smaller: the tune suite's specks reach 7 px,
+# two together 14) and at
 # least SIGNIFICANT_FRACTION of the tallest piece's height
 # (the digit is the largest thing written, whatever the image's size; height, not width: the
 # digits of a number written touching make one wide piece). Small pieces are kept
@@ -590,7 +597,11 @@ def _pooled_mask(ink: np.ndarray, level: int, factor: int) -> np.ndarray:
 
 
 def remove_specks(
-    ink: np.ndarray, *, clear_edges: bool = False, edge_solid: float = EDGE_SOLID_FRACTION
+    ink: np.ndarray,
+    *,
+    clear_edges: bool = False,
+    edge_solid: float = EDGE_SOLID_FRACTION,
+    scale: float = 1.0,
 ) -> np.ndarray:
     """Keep the ink of the digit: its significant components and small parts next to them.
 
@@ -602,6 +613,7 @@ def remove_specks(
     span at least MIN_DIGIT_PIXELS working pixels and SIGNIFICANT_FRACTION of the tallest
     piece's height, so a small digit on a large page is read, and specks beside a digit are
     not. Smaller pieces count when they touch the significant ink's box grown by PART_MARGIN.
+    ``scale``: input pixels per pixel of ``ink`` (MIN_DIGIT_PIXELS is in input pixels).
     Returns the cleaned uint8 map (all zero when nothing significant is left).
     """
     factor = max(1, -(-max(ink.shape) // LABEL_MAX_SIDE))
@@ -617,7 +629,7 @@ def remove_specks(
         return np.zeros_like(ink)
     size = {c.label: _size(ink, c, factor) for c in comps}
     tallest = max(h for _, h in size.values())
-    floor = min(MIN_DIGIT_PIXELS, SMALL_IMAGE_DIGIT * max(ink.shape))
+    floor = min(MIN_DIGIT_PIXELS / scale, SMALL_IMAGE_DIGIT * max(ink.shape))
     min_span = max(floor, SIGNIFICANT_FRACTION * tallest)
     big = [c for c in comps if max(size[c.label]) >= min_span]
     if not big:
@@ -850,10 +862,10 @@ def _as_ink(lum: np.ndarray, dark: bool) -> np.ndarray:
     return ink
 
 
-def _clean_ink(ink: np.ndarray, photo: bool) -> np.ndarray:
+def _clean_ink(ink: np.ndarray, photo: bool, scale: float = 1.0) -> np.ndarray:
     """Threshold an ink map and remove specks (and, in photos, what touches the edge)."""
     soft = threshold_ink(ink)
-    return remove_specks(soft, clear_edges=photo) if soft.any() else soft
+    return remove_specks(soft, clear_edges=photo, scale=scale) if soft.any() else soft
 
 
 def _plain_contrast(lum: np.ndarray, ink: np.ndarray) -> float:
@@ -905,7 +917,11 @@ def _extract_ink(source: Any, plain_reading: bool) -> InkImage:
         polarity = "dark-on-light" if dark else "light-on-dark"
     # Thresholded once: the specks' removal and, for a photo, the readings' agreement use it.
     thresholded = threshold_ink(ink)
-    soft = remove_specks(thresholded, clear_edges=photo) if thresholded.any() else thresholded
+    soft = (
+        remove_specks(thresholded, clear_edges=photo, scale=scale)
+        if thresholded.any()
+        else thresholded
+    )
     mask = soft > 0
     has_ink = bool(mask.any())
     plain, plain_polarity = None, "none"
@@ -916,7 +932,7 @@ def _extract_ink(source: Any, plain_reading: bool) -> InkImage:
         # too -- polarity from the plain histogram, global threshold -- and let the model
         # choose (Recognizer.predict_preprocessed).
         plain_dark = _ink_is_dark(lum)
-        plain = _clean_ink(_as_ink(lum, plain_dark), False)
+        plain = _clean_ink(_as_ink(lum, plain_dark), False, scale)
         if not plain.any() or (
             _plain_contrast(lum, plain) < PLAIN_MIN_CONTRAST
             and (has_ink or not _readings_agree(thresholded, plain))
