@@ -469,6 +469,7 @@ HARD_KINDS = (
     "thin17",
     "photo_any",
     "lowres",
+    "tiny",
 )
 HARD_BLANK_KINDS = ("ruled", "squared", "page", "soft_paper", "dark_photo", "strong_noise")
 # Blanks the engine still reads as a digit (hard_cases.py reports them; no test holds them):
@@ -580,10 +581,12 @@ def hard_case(digit: np.ndarray, kind: str, rng: np.random.Generator) -> bytes |
     bilinearly; lowres: the digit cropped to its ink, block-averaged to 8x8 in 17 levels,
     enlarged to 16-128 px by nearest, bilinear, bicubic or Lanczos, 20-235 grey levels of
     contrast, either polarity; thin17: a 1-3 px pen (use it with 1s and 7s); photo_any: any
-    size and place.
+    size and place; tiny: a 24-40 px digit on a 700-2400 px white scan (PNG) or photo of paper.
     """
     if kind == "lowres":
         return _lowres(digit, rng)
+    if kind == "tiny":
+        return _tiny(digit, rng)
     if kind == "uci64":
         padded = np.pad(digit.astype(np.float32), 2)  # 32x32 like UCI's bitmaps
         small = padded.reshape(8, 4, 8, 4).mean(axis=(1, 3))
@@ -644,6 +647,20 @@ def hard_case(digit: np.ndarray, kind: str, rng: np.random.Generator) -> bytes |
         colour = (0.55, 0.7, 0.95) if rng.random() < 0.7 else (0.75, 0.75, 0.78)
         return _paper_photo(field, rng, lines=lines, line_rgb=colour, perspective=0.04)
     return _paper_photo(field, rng)
+
+
+def _tiny(digit: np.ndarray, rng: np.random.Generator) -> bytes:
+    """A 24-40 px digit anywhere on a 700-2400 px page: a plain scan or a photo of paper."""
+    side = int(rng.integers(700, 2401))
+    h, w = side, int(side * rng.uniform(0.7, 1.4))
+    ink = redraw(digit, int(rng.integers(24, 41)))
+    field = place(ink, (h, w), int(rng.integers(20, w - 60)), int(rng.integers(20, h - 60)))
+    if rng.random() < 0.5:
+        return _paper_photo(field, rng)
+    scan = Image.fromarray(((1 - field * rng.uniform(0.6, 0.95)) * 255).astype(np.uint8))
+    buf = io.BytesIO()
+    scan.save(buf, format="PNG")
+    return buf.getvalue()
 
 
 def _noise_image(kind: str, rng: np.random.Generator) -> bytes | Image.Image:

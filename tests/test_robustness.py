@@ -122,6 +122,7 @@ HARD_SAMPLE = {
     "thin17": 40,
     "photo_any": 40,
     "lowres": 60,
+    "tiny": 40,
 }
 # Regression floors, one or two images below what these samples measure (accuracy / "no
 # digit"): marker 77.5% / 17.5%, edge 95% / 0%, small 95% / 5%, notebook 92.5% / 2.5%, soft
@@ -141,6 +142,9 @@ HARD_FLOORS = {  # kind: (accuracy floor, most "no digit" allowed)
     "photo_any": (0.9, 0.05),
     # Measured 95% / 0% (with ink.py's constants of the session before: 85% / 6.7%).
     "lowres": (0.9, 0.02),
+    # Measured 95% / 2.5% (45% / 52.5% before the ink level and MIN_DIGIT_PIXELS were made to
+    # fit small digits on large images).
+    "tiny": (0.9, 0.075),
 }
 
 
