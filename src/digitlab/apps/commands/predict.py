@@ -6,7 +6,8 @@
 Folders are searched recursively for images; globs (``"scans/**/*.png"``) are expanded by us,
 so they work quoted and on every shell. Each file is decoded and preprocessed on its own (an
 unreadable file becomes a row with an ``error`` and does not stop the others) and the network
-runs on batches of files (each image and its stability views in one pass). With many files the
+runs on batches of files (the images in one pass, the stability views of the unsure ones in
+one more). With many files the
 work is shared by ``--jobs`` processes (default: the usable cores), each taking chunks of files
 in order and doing everything for its chunk: decode, preprocess, the network. A progress bar
 is shown on stderr when there are many files and stderr is a terminal. The exit status is 0

@@ -7,8 +7,8 @@ A one-image request goes through three steps:
    ``settings.inference_slots()`` requests at once (one per core by default: this bounds the
    memory decoded uploads take, each up to ``max_pixels`` x 4 bytes);
 2. **one forward pass shared with the other requests in flight**: the
-   :class:`MicroBatcher` collects the preprocessed images of concurrent requests and runs them,
-   with their stability views, through
+   :class:`MicroBatcher` collects the preprocessed images of concurrent requests and runs them
+   (their stability views in a second pass, for the few that need them) through
    :meth:`~digitlab.engine.recognizer.Recognizer.predict_preprocessed` in one call, on its own
    thread; it waits for more images at most ``settings.batch_wait_ms`` (2 ms), and only while
    other requests are still being decoded, so a lone request never waits;
@@ -66,11 +66,12 @@ class MicroBatcher:
     """Runs the preprocessed images of concurrent requests through the model together.
 
     One asyncio task on the server's event loop takes the queued jobs and runs them as one
-    :meth:`Recognizer.predict_preprocessed` call (all their images and stability views in one
-    batch) on a dedicated thread, then ``finish`` on each prediction (there too: it encodes the
-    preview PNG), and hands each job its results. Passes run one at a time; requests that come
-    in during a pass form the next one. Before a pass the batcher waits for more images at most
-    ``max_wait_s``, and only while ``preparing`` (requests being decoded right now) is above 0.
+    :meth:`Recognizer.predict_preprocessed` call (all their images in one batch, the stability
+    views of those that need them in one more) on a dedicated thread, then ``finish`` on each
+    prediction (there too: it encodes the preview PNG), and hands each job its results. Passes
+    run one at a time; requests that come in during a pass form the next one. Before a pass the
+    batcher waits for more images at most ``max_wait_s``, and only while ``preparing``
+    (requests being decoded right now) is above 0.
     """
 
     def __init__(

@@ -31,7 +31,8 @@ DEFAULT_THREADS = 1
 # Micro-batching: how long the batcher may hold a forward pass open for requests that are
 # being decoded right now (it never waits when none is). 2 ms is under one forward pass.
 DEFAULT_BATCH_WAIT_MS = 2.0
-# Images (each with its four stability views) in one micro-batched forward pass at most.
+# Images in one micro-batched forward pass at most (the stability views of the few that need
+# them follow in a second pass).
 DEFAULT_BATCH_ITEMS = 64
 # Slow clients: seconds an idle keep-alive connection stays open (uvicorn's
 # timeout_keep_alive), and seconds a request's body may take to arrive once its headers have.
