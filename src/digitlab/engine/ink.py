@@ -610,7 +610,7 @@ def remove_specks(
     or paper grain never reaches it). With ``clear_edges`` (photos), pieces that are not
     writing are dropped (:func:`_is_frame`: a line across the image, the table beside the
     sheet, noise); a digit that merely touches or is cut by the edge stays. Significant pieces
-    span at least MIN_DIGIT_PIXELS working pixels and SIGNIFICANT_FRACTION of the tallest
+    span at least MIN_DIGIT_PIXELS input pixels and SIGNIFICANT_FRACTION of the tallest
     piece's height, so a small digit on a large page is read, and specks beside a digit are
     not. Smaller pieces count when they touch the significant ink's box grown by PART_MARGIN.
     ``scale``: input pixels per pixel of ``ink`` (MIN_DIGIT_PIXELS is in input pixels).

@@ -77,7 +77,7 @@ STABILITY_ROTATIONS = (-12.0, 12.0)  # degrees
 STABILITY_SCALES = (0.85, 1.15)
 # The views are read only below this confidence. Chosen on tune-side images (1,400 canvas
 # drawings, 300 photos, 300 rotated, 1,000 raw digits, all *validation* digits, and 600 scribbles
-# and 600 letters; /work-only script, seed 77) with the bundled model: the views flag 4 of 3,000
+# and 600 letters; a development script, seed 77) with the bundled model: the views flag 4 of 3,000
 # digits (1 misread) and 4 of 600 scribbles that the other rules pass; below 0.99 they still see
 # 3 of the 4 digits (the misread among them) and 3 of the 4 scribbles, and run for ~4% of
 # digits instead of all of them (0.995: 4/4 and 4/4 but ~6%; 0.98: 3/4 and 2/4).
