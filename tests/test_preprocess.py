@@ -328,6 +328,15 @@ def test_photo_lighting_is_flattened(digits):
         _same_digit(photo, clean, 0.75)
 
 
+def _assert_boxed(out: P.Preprocessed, field: np.ndarray, height_tolerance: int) -> None:
+    """``out.box`` starts within 4 px of the ink drawn in ``field`` and is as tall, within
+    ``height_tolerance`` px."""
+    ys, xs = np.nonzero(field > 0.5)
+    x, y, _, bh = out.box
+    assert abs(x - xs.min()) <= 4 and abs(y - ys.min()) <= 4
+    assert abs(bh - (ys.max() + 1 - ys.min())) <= height_tolerance
+
+
 @pytest.mark.parametrize("height", [30, 40])
 def test_small_digit_on_a_large_white_scan_is_found(mnist, height):
     """A 30-40 px digit on a 2000x1500 white scan: its ink is a few hundredths of a percent of
@@ -339,10 +348,7 @@ def test_small_digit_on_a_large_white_scan_is_found(mnist, height):
     scan = ((1 - 0.85 * field) * 255).astype(np.uint8)
     out = P.to_model_input(scan)
     assert out.has_ink and out.polarity == "dark-on-light"
-    ys, xs = np.nonzero(field > 0.5)
-    x, y, _, bh = out.box
-    assert abs(x - xs.min()) <= 4 and abs(y - ys.min()) <= 4
-    assert abs(bh - (ys.max() + 1 - ys.min())) <= 6
+    _assert_boxed(out, field, height_tolerance=6)
 
 
 @pytest.mark.parametrize("side", ["left", "right", "top", "bottom"])
@@ -365,10 +371,7 @@ def test_small_digit_just_inside_a_photos_edge_is_kept(mnist, side):
     photo = light * (1 - 0.8 * field) + rng.normal(0, 0.01, (h, w)).astype(np.float32)
     out = P.to_model_input((np.clip(photo, 0, 1) * 255).astype(np.uint8))
     assert out.has_ink
-    ys, xs = np.nonzero(field > 0.5)
-    x, y, _, bh = out.box
-    assert abs(y - ys.min()) <= 4 and abs(x - xs.min()) <= 4
-    assert abs(bh - (ys.max() + 1 - ys.min())) <= 8
+    _assert_boxed(out, field, height_tolerance=8)
 
 
 def test_box_and_affine_locate_the_digit_in_the_input(mnist):

@@ -862,10 +862,11 @@ def _as_ink(lum: np.ndarray, dark: bool) -> np.ndarray:
     return ink
 
 
-def _clean_ink(ink: np.ndarray, photo: bool, scale: float = 1.0) -> np.ndarray:
-    """Threshold an ink map and remove specks (and, in photos, what touches the edge)."""
+def _clean_ink(ink: np.ndarray, photo: bool, scale: float) -> tuple[np.ndarray, np.ndarray]:
+    """Threshold an ink map and remove specks (and, in photos, what touches the edge); returns
+    the thresholded map and the cleaned one (``scale``: see :func:`remove_specks`)."""
     soft = threshold_ink(ink)
-    return remove_specks(soft, clear_edges=photo, scale=scale) if soft.any() else soft
+    return soft, (remove_specks(soft, clear_edges=photo, scale=scale) if soft.any() else soft)
 
 
 def _plain_contrast(lum: np.ndarray, ink: np.ndarray) -> float:
@@ -916,12 +917,7 @@ def _extract_ink(source: Any, plain_reading: bool) -> InkImage:
         dark, ink, photo = _polarity_and_ink(lum)
         polarity = "dark-on-light" if dark else "light-on-dark"
     # Thresholded once: the specks' removal and, for a photo, the readings' agreement use it.
-    thresholded = threshold_ink(ink)
-    soft = (
-        remove_specks(thresholded, clear_edges=photo, scale=scale)
-        if thresholded.any()
-        else thresholded
-    )
+    thresholded, soft = _clean_ink(ink, photo, scale)
     mask = soft > 0
     has_ink = bool(mask.any())
     plain, plain_polarity = None, "none"
@@ -932,7 +928,7 @@ def _extract_ink(source: Any, plain_reading: bool) -> InkImage:
         # too -- polarity from the plain histogram, global threshold -- and let the model
         # choose (Recognizer.predict_preprocessed).
         plain_dark = _ink_is_dark(lum)
-        plain = _clean_ink(_as_ink(lum, plain_dark), False, scale)
+        _, plain = _clean_ink(_as_ink(lum, plain_dark), False, scale)
         if not plain.any() or (
             _plain_contrast(lum, plain) < PLAIN_MIN_CONTRAST
             and (has_ink or not _readings_agree(thresholded, plain))
