@@ -699,9 +699,58 @@ def test_concurrent_requests_share_forward_passes(recognizer, samples):
         failures = _hammer(url, images, expected)
         batched = batcher.images - done
         assert not failures, failures[:3]
-        # a request that finds nothing to batch with runs alone, in one thread-pool trip
+        # every small image goes through the batcher (a large one finding it idle would not)
         assert batched + service.solo - solo == CONCURRENT_CLIENTS * REQUESTS_PER_CLIENT
         assert batched > 0 and batcher.passes - passes < batched, "no pass was ever shared"
+
+
+def test_a_lone_small_image_costs_no_thread_switch(recognizer, samples):
+    """A small image (at most INLINE_MAX_PIXELS) is preprocessed on the event loop and, alone,
+    its one-image pass runs there too; a larger one goes to the thread pool; the answers (and
+    the errors) are the same either way."""
+    from digitlab.apps.server.service import INLINE_MAX_PIXELS
+
+    images, _ = samples
+    app = create_app(ServerSettings(access_log=False), recognizer=recognizer)
+    side = int(INLINE_MAX_PIXELS**0.5) + 1  # just over the limit
+    digit = Image.open(io.BytesIO(images[0])).convert("L")
+    big = io.BytesIO()
+    digit.resize((side, side), Image.BILINEAR).save(big, "PNG")
+    with BackgroundServer(app) as url, httpx.Client(base_url=url, timeout=60) as c:
+        service = app.state.service
+        batcher = service.batcher
+        inline, solo, passes = service.inline, service.solo, batcher.inline_passes
+        small = post_file(c, "/api/predict", images[0])
+        assert small.status_code == 200, small.text
+        assert service.inline - inline == 1 and service.solo == solo
+        assert batcher.inline_passes - passes == 1
+        assert np.allclose(
+            small.json()["probabilities"],
+            recognizer.predict(images[0]).probabilities,
+            atol=PROB_TOL,
+        )
+        large = post_file(c, "/api/predict", big.getvalue())
+        assert large.status_code == 200, large.text
+        assert service.inline - inline == 1 and service.solo - solo == 1  # the thread pool
+        assert large.json()["digit"] == recognizer.predict(big.getvalue()).digit
+        # a truncated small PNG fails on the loop with the same JSON error as elsewhere
+        r = post_file(c, "/api/predict", images[0][: len(images[0]) // 2])
+        assert_error(r, 422, "cannot be decoded")
+        assert service.inline - inline == 2
+        # the server is still answering
+        assert post_file(c, "/api/predict", images[1]).status_code == 200
+        # a batch of small images is preprocessed on the loop too; with a large one, in the pool
+        inline = service.inline
+        files = [("files", (f"{i}.png", d, "image/png")) for i, d in enumerate(images[:3])]
+        r = c.post("/api/predict/batch", files=files)
+        assert r.status_code == 200 and service.inline - inline == 3
+        assert [x["digit"] for x in r.json()["results"]] == [
+            recognizer.predict(d).digit for d in images[:3]
+        ]
+        files.append(("files", ("big.png", big.getvalue(), "image/png")))
+        r = c.post("/api/predict/batch", files=files)
+        assert r.status_code == 200 and service.inline - inline == 3
+        assert len(r.json()["results"]) == 4
 
 
 def test_urllib_client_gets_the_json_413(server):

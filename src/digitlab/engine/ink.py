@@ -655,12 +655,9 @@ def remove_specks(
 
 def _keep_cells(ink: np.ndarray, cells: np.ndarray, factor: int) -> np.ndarray:
     """``ink`` where the pooled boolean ``cells`` (factor x factor blocks) are set, else 0."""
-    mask = Image.fromarray(cells.astype(np.uint8) * FULL)
     if factor > 1:
-        h, w = cells.shape
-        mask = mask.resize((w * factor, h * factor), Image.NEAREST)
-        mask = mask.crop((0, 0, ink.shape[1], ink.shape[0]))
-    return np.asarray(ImageChops.darker(Image.fromarray(ink), mask))
+        cells = cells.repeat(factor, 0).repeat(factor, 1)[: ink.shape[0], : ink.shape[1]]
+    return np.where(cells, ink, np.uint8(0))
 
 
 def _size(ink: np.ndarray, c: Component, factor: int) -> tuple[int, int]:
@@ -935,7 +932,9 @@ def _extract_ink(source: Any, plain_reading: bool) -> InkImage:
         ):
             plain = None
         plain_polarity = "dark-on-light" if plain_dark else "light-on-dark"
-    log.debug("ink: %s, photo %s, %d ink pixels, scale %.2f", polarity, photo, mask.sum(), scale)
+    if log.isEnabledFor(logging.DEBUG):  # mask.sum() is not free: only when it is logged
+        n = int(mask.sum())
+        log.debug("ink: %s, photo %s, %d ink pixels, scale %.2f", polarity, photo, n, scale)
     return InkImage(
         soft,
         mask,

@@ -43,9 +43,9 @@ DEFAULT_BODY_TIMEOUT_S = 30.0
 # `benchmarks/serve_load.py --compare-workers 1 2` on the shared 2-core development machine
 # (clients on the same cores, alternating windows): 32 clients, 91.8 requests/s with 1 worker,
 # 139.5 with 2; after the speed-ups of issue #16, 181.8 and 261.0 (0.38x and 0.55x the bare
-# reference; two other runs at higher background load gave 2 workers 0.40x and 0.36x:
-# benchmarks/results/serve_load.workers.md, serve_load.2workers.md). Each worker loads its own model
-# (~160 MiB resident with ONNX Runtime), hence the cap.
+# reference); with small images preprocessed on the event loop (seventh session, load 1.3-1.7)
+# 341.9 and 558.1 (0.54x and 0.88x: benchmarks/results/serve_load.workers.md). Each worker loads
+# its own model (~160 MiB resident with ONNX Runtime), hence the cap.
 MAX_DEFAULT_WORKERS = 4
 
 
