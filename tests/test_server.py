@@ -705,9 +705,9 @@ def test_concurrent_requests_share_forward_passes(recognizer, samples):
 
 
 def test_a_lone_small_image_costs_no_thread_switch(recognizer, samples):
-    """A small image (at most INLINE_MAX_PIXELS) is preprocessed on the event loop and, alone,
-    its one-image pass runs there too; a larger one goes to the thread pool; the answers (and
-    the errors) are the same either way."""
+    """A small PNG (at most INLINE_MAX_PIXELS) is preprocessed on the event loop and, alone,
+    its one-image pass runs there too; a larger one, or a JPEG, goes to the thread pool; the
+    answers (and the errors) are the same either way."""
     from digitlab.apps.server.service import INLINE_MAX_PIXELS
 
     images, _ = samples
@@ -733,6 +733,12 @@ def test_a_lone_small_image_costs_no_thread_switch(recognizer, samples):
         assert large.status_code == 200, large.text
         assert service.inline - inline == 1 and service.solo - solo == 1  # the thread pool
         assert large.json()["digit"] == recognizer.predict(big.getvalue()).digit
+        # a small JPEG goes to the pool (other formats' decoding is not bounded by their size)
+        jpeg = io.BytesIO()
+        digit.save(jpeg, "JPEG", quality=95)
+        r = post_file(c, "/api/predict", jpeg.getvalue(), "x.jpg")
+        assert r.status_code == 200 and service.inline - inline == 1
+        assert service.solo - solo == 2
         # a truncated small PNG fails on the loop with the same JSON error as elsewhere
         r = post_file(c, "/api/predict", images[0][: len(images[0]) // 2])
         assert_error(r, 422, "cannot be decoded")

@@ -152,14 +152,14 @@ def decode_bytes(data: bytes, what: str, max_pixels: int = MAX_IMAGE_PIXELS) -> 
     return _finish(img, what, max_pixels)
 
 
-def header_pixels(data: bytes) -> int | None:
-    """Width x height read from the header of encoded image bytes (nothing is decoded), or
-    None when the header cannot be read: :func:`decode_bytes` then says why."""
+def header_info(data: bytes) -> tuple[str, int] | None:
+    """The format and width x height read from the header of encoded image bytes (nothing is
+    decoded), or None when the header cannot be read: :func:`decode_bytes` then says why."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(io.BytesIO(data), formats=PILLOW_FORMATS) as img:
-                return img.width * img.height
+                return str(img.format), img.width * img.height
     except Exception:  # not an image, a damaged header, a decompression bomb: any
         return None
 

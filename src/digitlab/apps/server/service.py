@@ -4,10 +4,10 @@ A one-image request goes through three steps:
 
 1. **decode and preprocess** (:func:`digitlab.engine.decode.decode_bytes`, then
    :func:`digitlab.engine.preprocess.to_model_input`): on the event loop itself when the
-   image's header says it is small (at most :data:`INLINE_MAX_PIXELS`, a few milliseconds of
-   work), else in the thread pool, at most ``settings.inference_slots()`` requests at once (one
-   per core by default: this bounds the memory decoded uploads take, each up to
-   ``max_pixels`` x 4 bytes);
+   image is a small PNG (at most :data:`INLINE_MAX_PIXELS` by its header and
+   :data:`INLINE_MAX_BYTES`: a few milliseconds of work), else in the thread pool, at most
+   ``settings.inference_slots()`` requests at once (one per core by default: this bounds the
+   memory decoded uploads take, each up to ``max_pixels`` x 4 bytes);
 2. **one forward pass shared with the other requests in flight**: the
    :class:`MicroBatcher` collects the preprocessed images of concurrent requests and runs them
    (their stability views in a second pass, for the few that need them) through
@@ -16,10 +16,10 @@ A one-image request goes through three steps:
    are still being decoded in the thread pool, so a lone request never waits;
 3. the answer as a JSON-ready dict (the 28x28 preview PNG only when the client wants it).
 
-A batch request's images take the same steps; small ones are preprocessed on the loop one at a
+A batch request's images take the same steps; small PNGs are preprocessed on the loop one at a
 time (other requests run between two of them), then go through the batcher together.
 
-Why small images are preprocessed on the loop: a thread switch costs more than the rest of the
+Why small PNGs are preprocessed on the loop: a thread switch costs more than the rest of the
 server's work on them (measured with one client on the 2-core machine: 0.56 ms of server CPU
 per request for a 28x28 PNG), and preprocessing is numpy and Pillow work on small arrays that
 holds the interpreter lock most of the time, so threads gain little parallel work for it. The
@@ -57,7 +57,7 @@ from digitlab.apps.server.settings import ServerSettings
 from digitlab.apps.server.uploads import UPLOAD, BatchItem, Strokes
 from digitlab.core.constants import IMAGE_SIDE
 from digitlab.core.errors import DigitlabError
-from digitlab.engine.decode import decode_bytes, header_pixels
+from digitlab.engine.decode import decode_bytes, header_info
 from digitlab.engine.preprocess import Preprocessed, to_model_input
 from digitlab.engine.recognizer import Prediction
 
@@ -71,6 +71,13 @@ MS = 1e-3
 # 448x448 and 7.1 ms at 560x560 on the 2-core machine: at this size one request holds the loop
 # ~6 ms at most. The page's 280x280 canvas (78,400 pixels) is well inside.
 INLINE_MAX_PIXELS = 512 * 512
+# ... and only PNG files of at most this many bytes: a PNG's decoding costs in proportion to its
+# bytes and pixels, while other formats can cost more than their pixels say (a GIF's frames are
+# all read to count them: 3,000 frames in 1.4 MB took 9.8 ms before its first frame; a
+# progressive JPEG is decoded scan by scan), and such an upload should hold a thread-pool
+# slot, not the loop every client shares.
+INLINE_MAX_BYTES = 1024 * 1024
+INLINE_FORMATS = ("PNG",)
 # A forward pass over at most this many images runs on the event loop (~0.4 ms for one image,
 # less than the thread switch it saves); a larger one on the batcher's thread.
 INLINE_PASS_IMAGES = 1
@@ -229,9 +236,12 @@ class MicroBatcher:
 
 
 def _inline_size(data: bytes) -> bool:
-    """The image's header says it has at most :data:`INLINE_MAX_PIXELS` pixels."""
-    pixels = header_pixels(data)
-    return pixels is not None and pixels <= INLINE_MAX_PIXELS
+    """A PNG of at most :data:`INLINE_MAX_BYTES` whose header says it has at most
+    :data:`INLINE_MAX_PIXELS` pixels: cheap enough to decode on the event loop."""
+    if len(data) > INLINE_MAX_BYTES:
+        return False
+    info = header_info(data)
+    return info is not None and info[0] in INLINE_FORMATS and info[1] <= INLINE_MAX_PIXELS
 
 
 def prediction_dict(prediction: Prediction, *, images: bool) -> dict[str, Any]:
@@ -311,7 +321,7 @@ class InferenceService:
         if explain:
             return await self._in_slot(self._explain, data, images)
         if _inline_size(data):
-            # A small image: preprocessed right here on the loop (no thread switch); its pass
+            # A small PNG: preprocessed right here on the loop (no thread switch); its pass
             # is shared with every request that was ready beside it.
             self.inline += 1
             pre = self._prepare(data, UPLOAD)
