@@ -473,8 +473,11 @@ HARD_KINDS = (
 )
 HARD_BLANK_KINDS = ("ruled", "squared", "page", "soft_paper", "dark_photo", "strong_noise")
 # Blanks the engine still reads as a digit (hard_cases.py reports them; no test holds them):
-# salt and pepper noise, whose dots the pooled labelling joins into pieces.
-GAP_BLANK_KINDS = ("salt_pepper",)
+# salt and pepper noise, whose dots the pooled labelling joins into pieces; Gaussian noise whose
+# mean lies near black or white, so that 5-50% of its pixels clip there: the clipped spike is
+# taken for the paper, its histogram noise sigma for one grey level, and the pairs of clipped
+# neighbours pull the difference-based noise estimate down, so the noise passes for ink.
+GAP_BLANK_KINDS = ("salt_pepper", "clipped_noise")
 # Ink colours of ballpoint, gel and felt-tip pens (RGB 0-255).
 PENS = ((20, 20, 25), (25, 40, 140), (30, 60, 170), (150, 25, 30), (20, 90, 40), (60, 60, 65))
 
@@ -664,9 +667,16 @@ def _tiny(digit: np.ndarray, rng: np.random.Generator) -> bytes:
 
 
 def _noise_image(kind: str, rng: np.random.Generator) -> bytes | Image.Image:
-    """Strong noise or salt and pepper over a flat grey, 28-640 px a side."""
+    """Strong noise, salt and pepper or clipped Gaussian noise over a flat grey, 28-640 px a
+    side."""
     w, h = (int(v) for v in rng.integers(28, 641, 2))
-    if kind == "salt_pepper":
+    if kind == "clipped_noise":
+        sigma = rng.uniform(0.05, 0.35)
+        # the mean 0.1-1.6 sigmas inside black or white: 5-46% of the pixels clip there
+        inside = sigma * rng.uniform(0.1, 1.6)
+        mean = 1.0 - inside if rng.random() < 0.5 else inside
+        v = rng.normal(mean, sigma, (h, w))
+    elif kind == "salt_pepper":
         v = np.full((h, w), rng.uniform(0.2, 0.8))
         dots = rng.random((h, w))
         share = rng.uniform(0.01, 0.2)
@@ -691,8 +701,8 @@ def hard_blank(kind: str, rng: np.random.Generator) -> bytes | Image.Image:
     """A photo with no digit (see HARD_BLANK_KINDS): empty ruled or squared paper, an empty
     2000x1500 page, a soft low-contrast scan of paper enlarged, a dim photo of paper, strong
     noise (uniform over a wide range or heavy Gaussian; any size, maybe slightly blurred or
-    saved as JPEG); and salt_pepper (see GAP_BLANK_KINDS)."""
-    if kind in ("strong_noise", "salt_pepper"):
+    saved as JPEG); and salt_pepper and clipped_noise (see GAP_BLANK_KINDS)."""
+    if kind in ("strong_noise", "salt_pepper", "clipped_noise"):
         return _noise_image(kind, rng)
     if kind in ("ruled", "squared"):
         w = int(rng.integers(600, 1601))
