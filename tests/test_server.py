@@ -757,6 +757,12 @@ def test_a_lone_small_image_costs_no_thread_switch(recognizer, samples):
         r = c.post("/api/predict/batch", files=files)
         assert r.status_code == 200 and service.inline - inline == 3
         assert len(r.json()["results"]) == 4
+        # a number in a small PNG is read on the loop; in a JPEG, in the pool; same answer
+        number = post_file(c, "/api/number", images[0])
+        assert number.status_code == 200 and service.inline - inline == 4
+        in_pool = post_file(c, "/api/number", jpeg.getvalue(), "x.jpg")
+        assert in_pool.status_code == 200 and service.inline - inline == 4
+        assert number.json()["number"] == recognizer.read_number(images[0]).number
 
 
 def test_urllib_client_gets_the_json_413(server):
