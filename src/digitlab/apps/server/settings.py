@@ -63,7 +63,8 @@ class ServerSettings:
 
     ``model`` is a checkpoint or ``.onnx`` path chosen by whoever starts the server (``None`` =
     the bundled model); clients can never change it. ``inference_concurrency`` bounds the
-    requests decoding and preprocessing at once (0 = one per usable core).
+    requests decoding and preprocessing in the thread pool at once (0 = one per usable core;
+    small PNGs are handled one at a time on the event loop, see ``service.py``).
     """
 
     host: str = DEFAULT_HOST
@@ -108,7 +109,7 @@ class ServerSettings:
             raise DigitlabError(f"server setting port must be 0-65535, got {self.port}")
 
     def inference_slots(self) -> int:
-        """Requests that may decode and preprocess at once (0 = one per usable core)."""
+        """Requests that may decode and preprocess in the thread pool at once."""
         return self.inference_concurrency or max(1, usable_cores())
 
     @property
