@@ -68,9 +68,9 @@ logger = logging.getLogger(__name__)
 TOP_K = 3
 MS = 1e-3
 # Images of at most this many pixels (by their header) are decoded and preprocessed on the event
-# loop. Decoding and preprocessing a noisy photo-like JPEG took 2.6 ms at 280x280, 5.3 ms at
-# 448x448 and 7.1 ms at 560x560 on the 2-core machine: at this size one request holds the loop
-# ~6 ms at most. The page's 280x280 canvas (78,400 pixels) is well inside.
+# loop. Decoding and preprocessing a noisy photo-like PNG took 2.2-2.7 ms at 280x280 and
+# 4.5-8.1 ms at 512x512 (grey / RGB) on the 2-core machine with another job running: the
+# longest one request holds the loop. The page's 280x280 canvas (78,400 pixels) is well inside.
 INLINE_MAX_PIXELS = 512 * 512
 # ... and only PNG files of at most this many bytes: a PNG's decoding costs in proportion to its
 # bytes and pixels, while other formats can cost more than their pixels say (a GIF's frames are
