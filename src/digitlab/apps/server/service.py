@@ -315,6 +315,15 @@ class InferenceService:
         async with self._slots:
             return await run_in_threadpool(func, *args)
 
+    async def _prepare_in_pool(self, func: Callable[..., Any], *args: Any) -> Any:
+        """``func(*args)`` (decoding and preprocessing) in a thread-pool slot, counted in
+        ``batcher.preparing`` meanwhile so that the batcher waits for its images."""
+        self.batcher.preparing += 1
+        try:
+            return await self._in_slot(func, *args)
+        finally:
+            self.batcher.done_preparing()
+
     async def predict(
         self, data: bytes, *, explain: bool = False, images: bool = True
     ) -> dict[str, Any]:
@@ -326,11 +335,7 @@ class InferenceService:
             # is shared with every request that was ready beside it.
             self.inline += 1
             pre = self._prepare(data, UPLOAD)
-            (result,) = await self.batcher.submit(
-                [pre], lambda p: prediction_dict(p, images=images)
-            )
-            return result
-        if self.batcher.idle():
+        elif self.batcher.idle():
             # Nothing to batch with: decode, predict and encode in one trip to the thread
             # pool (each trip is a context switch, which costs most on a busy machine).
             self.solo += 1
@@ -339,11 +344,8 @@ class InferenceService:
                 return await self._in_slot(self._predict_alone, data, images)
             finally:
                 self.batcher.alone -= 1
-        self.batcher.preparing += 1
-        try:
-            pre = await self._in_slot(self._prepare, data, UPLOAD)
-        finally:
-            self.batcher.done_preparing()
+        else:
+            pre = await self._prepare_in_pool(self._prepare, data, UPLOAD)
         (result,) = await self.batcher.submit([pre], lambda p: prediction_dict(p, images=images))
         return result
 
@@ -370,11 +372,7 @@ class InferenceService:
                 self.inline += item.error is None
                 await asyncio.sleep(0)  # one image at a time holds the loop
         else:
-            self.batcher.preparing += 1
-            try:
-                prepared = await self._in_slot(self._prepare_many, items)
-            finally:
-                self.batcher.done_preparing()
+            prepared = await self._prepare_in_pool(self._prepare_many, items)
         good = [p for p in prepared if isinstance(p, Preprocessed)]
         answers = iter(await self.batcher.submit(good, lambda p: prediction_dict(p, images=images)))
         return [
