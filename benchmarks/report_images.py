@@ -22,6 +22,10 @@ gives the same image. Categories (``CATEGORIES``):
 * ``soft``          -- low contrast: ink grey 120-200 on paper 200-255, blurred;
 * ``lowres``        -- UCI 8x8 digits enlarged to 16-128 px with NEAREST, BILINEAR, BICUBIC and
   LANCZOS, several contrasts, both polarities;
+* ``noise``         -- digits under heavy noise as robustness tests add it: Gaussian or uniform
+  noise added to the pixels (clipped to 0-255), salt and pepper, multiplicative speckle, photon
+  (Poisson) noise; grey or colour, either polarity, 32-480 px (written in the eighth session,
+  after the engine's impulse-noise rule, without its code: see robustness.md);
 * ``canvas``        -- 280x280 browser-canvas exports: RGBA, transparent background, thin pens,
   rotated up to 25 degrees;
 * ``numbers_upload``        -- numbers of 2-6 MNIST digits with ordinary gaps (pixels only);
@@ -568,6 +572,54 @@ def gen_soft(digit: np.ndarray, label: int, rng: np.random.Generator) -> Sample:
     return Sample(im, label, kind, meta={"ink": ink, "paper": paper, "blur": radius})
 
 
+NOISE_KINDS = ("gaussian", "uniform", "salt and pepper", "speckle", "photon")
+
+
+def gen_noise(digit: np.ndarray, label: int, rng: np.random.Generator) -> Sample:
+    """A digit under heavy noise of one of NOISE_KINDS, grey or colour, either polarity."""
+    side = int(rng.choice([32, 48, 64, 100, 160, 240, 320, 480]))
+    height = max(12, int(side * rng.uniform(0.5, 0.9)))
+    a = mnist_alpha(digit, height)
+    gh, gw = a.shape
+    H, W = max(side, gh + 2), max(side, gw + 2)
+    cover = np.zeros((H, W), np.float32)
+    _paste_max(cover, a, int(rng.integers(0, H - gh + 1)), int(rng.integers(0, W - gw + 1)))
+    dark_ink = rng.random() < 0.5
+    paper_level = rng.uniform(200, 255) if dark_ink else rng.uniform(0, 50)
+    ink_level = rng.uniform(0, 60) if dark_ink else rng.uniform(190, 255)
+    channels = 3 if rng.random() < 0.4 else 1
+    tint = rng.uniform(0.85, 1.0, channels)
+    base = (paper_level + (ink_level - paper_level) * cover)[..., None] * tint  # (H, W, C)
+    kind = NOISE_KINDS[int(rng.integers(len(NOISE_KINDS)))]
+    shape = base.shape if rng.random() < 0.5 else (H, W, 1)  # colour or luminance noise
+    if kind == "gaussian":
+        sigma = rng.uniform(20, 110)
+        noisy = base + rng.normal(0.0, sigma, shape)
+        meta = {"sigma": sigma}
+    elif kind == "uniform":
+        half = rng.uniform(40, 170)
+        noisy = base + rng.uniform(-half, half, shape)
+        meta = {"half_width": half}
+    elif kind == "salt and pepper":
+        share = rng.uniform(0.02, 0.25)
+        noisy = base.copy()
+        flat = noisy.reshape(H * W, channels)
+        hit = rng.choice(H * W, int(share * H * W), replace=False)
+        flat[hit] = rng.choice([0.0, 255.0], size=(len(hit), 1))
+        meta = {"share": share}
+    elif kind == "speckle":
+        spread = rng.uniform(0.2, 0.6)
+        noisy = base * (1.0 + rng.normal(0.0, spread, shape))
+        meta = {"spread": spread}
+    else:
+        photons = rng.uniform(4, 20)  # photons at full brightness
+        noisy = rng.poisson(base / 255.0 * photons) * (255.0 / photons)
+        meta = {"photons": photons}
+    out = np.clip(noisy + 0.5, 0, 255).astype(np.uint8)
+    im = Image.fromarray(out[..., 0], "L") if channels == 1 else Image.fromarray(out, "RGB")
+    return Sample(im, label, kind, meta={**meta, "dark_ink": dark_ink, "side": side})
+
+
 LOWRES_FILTERS = {
     "nearest": Image.NEAREST,
     "bilinear": Image.BILINEAR,
@@ -996,6 +1048,7 @@ DIGIT_CATEGORIES: dict[str, Callable[[np.ndarray, int, np.random.Generator], Sam
     "photo": gen_photo,
     "notebook": gen_notebook,
     "soft": gen_soft,
+    "noise": gen_noise,
     "canvas": gen_canvas,
 }
 

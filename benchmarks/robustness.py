@@ -319,6 +319,7 @@ REPORT_SIZES = {
     "photo": 500,
     "notebook": 500,
     "soft": 600,
+    "noise": 500,
     "lowres": 1000,
     "canvas": 600,
     "numbers_upload": 400,
@@ -344,6 +345,7 @@ REPORT_LABELS = {
     "photo": "photos of ink on paper",
     "notebook": "notebook paper photos (ruled / squared)",
     "soft": "soft, low contrast (ink 120-200 on 200-255)",
+    "noise": "heavy noise: Gaussian, uniform, salt and pepper, speckle, photon",
     "lowres": "UCI 8x8 enlarged 16-128 px, 4 filters",
     "canvas": "canvas RGBA, thin pen, rotated <= 25 deg",
     "numbers_upload": "numbers (uploads, 2-6 digits) read exactly",
@@ -510,6 +512,7 @@ def report_steps(rec, mnist, args) -> list:
             (5, "notebook", report_images.gen_notebook),
             (6, "soft", report_images.gen_soft),
             (7, "canvas", report_images.gen_canvas),
+            (8, "noise", report_images.gen_noise),
         )
     ]
     steps += [

@@ -205,6 +205,20 @@ def test_strokes_hook_uses_strokes_only_when_accepted():
     assert calls == [("old", "img"), ("new", "img", [[(0, 0)]])]
 
 
+def test_noise_generator_makes_every_kind_and_noisy_paper(test_digits):
+    images, labels = test_digits
+    rng = np.random.default_rng(8)
+    samples = [ri.gen_noise(images[i], int(labels[i]), rng) for i in range(40)]
+    assert {s.kind for s in samples} == set(ri.NOISE_KINDS)
+    for s in samples:
+        grey = np.asarray(s.image.convert("L"), np.float32)
+        # neighbours differ by noise (a clean image: by less than a grey level on average)
+        assert np.abs(np.diff(grey, axis=1)).mean() > 2, (s.kind, s.meta)
+        if s.kind == "salt and pepper":
+            extremes = np.isin(np.asarray(s.image), (0, 255)).mean()
+            assert extremes >= 0.5 * s.meta["share"], s.meta
+
+
 # --- floors on the bundled model ------------------------------------------------------------
 
 
@@ -228,6 +242,15 @@ def test_floor_canvas(recognizer, test_digits):
     # the target is 99.5%.
     assert acc >= 0.95, acc
     assert nulls <= 0.01, nulls
+
+
+def test_floor_noise(recognizer, test_digits):
+    acc, nulls = _digit_accuracy(recognizer, ri.gen_noise, *test_digits, 100, 14)
+    # Measured 93/100 right, 5 no-digit (before the eighth session's two noise rules: 59/100,
+    # 18 no-digit; with the median filter of lone noise pixels alone: 74/100, 24). The issue's
+    # false "no digit" target (<= 0.3%) is not met under heavy noise: a tripwire.
+    assert acc >= 0.9, acc
+    assert nulls <= 0.07, nulls
 
 
 def test_floor_lowres(recognizer):

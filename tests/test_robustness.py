@@ -123,6 +123,8 @@ HARD_SAMPLE = {
     "photo_any": 40,
     "lowres": 60,
     "tiny": 40,
+    "noisy": 40,
+    "speckled": 40,
 }
 # Regression floors, one or two images below what these samples measure (accuracy / "no
 # digit"): marker 77.5% / 17.5%, edge 95% / 0%, small 95% / 5%, notebook 92.5% / 2.5%, soft
@@ -145,6 +147,10 @@ HARD_FLOORS = {  # kind: (accuracy floor, most "no digit" allowed)
     # Measured 95% / 2.5% (45% / 52.5% before the ink level and MIN_DIGIT_PIXELS were made to
     # fit small digits on large images).
     "tiny": (0.9, 0.075),
+    # Heavy Gaussian noise clipped at black and white / salt and pepper: measured 100% / 97.5%,
+    # no "no digit" (without ink.IMPULSE_MIN_SHARE's median filter: 87.5% / 57.5%).
+    "noisy": (0.9, 0.025),
+    "speckled": (0.9, 0.025),
 }
 
 
