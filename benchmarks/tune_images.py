@@ -560,6 +560,14 @@ LOWRES_SIZES = (16, 24, 32, 48, 64, 96, 128)
 LOWRES_FILTERS = (Image.NEAREST, Image.BILINEAR, Image.BICUBIC, Image.LANCZOS)
 
 
+def _salt_and_pepper(v: np.ndarray, low: float, high: float, rng: np.random.Generator) -> None:
+    """Set a share (uniform in [low, high]) of ``v``'s pixels to 0 or 1, half each, in place."""
+    dots = rng.random(v.shape)
+    share = rng.uniform(low, high)
+    v[dots < share / 2] = 0.0
+    v[dots > 1 - share / 2] = 1.0
+
+
 def _noisy(digit: np.ndarray, kind: str, rng: np.random.Generator) -> Image.Image:
     """The digit enlarged to 28-280 px, either polarity, with noise: Gaussian of sigma 0.1-0.45
     of the range clipped at black and white (noisy), or 3-20% of the pixels set to black or
@@ -569,10 +577,7 @@ def _noisy(digit: np.ndarray, kind: str, rng: np.random.Generator) -> Image.Imag
     if kind == "noisy":
         v = np.clip(v + rng.normal(0, rng.uniform(0.1, 0.45), v.shape), 0, 1)
     else:
-        dots = rng.random(v.shape)
-        share = rng.uniform(0.03, 0.2)
-        v[dots < share / 2] = 0.0
-        v[dots > 1 - share / 2] = 1.0
+        _salt_and_pepper(v, 0.03, 0.2, rng)
     if rng.random() < 0.5:
         v = 1 - v
     return Image.fromarray((v * 255 + 0.5).astype(np.uint8))
@@ -707,10 +712,7 @@ def _noise_image(kind: str, rng: np.random.Generator) -> bytes | Image.Image:
         v = rng.normal(mean, sigma, (h, w))
     elif kind == "salt_pepper":
         v = np.full((h, w), rng.uniform(0.2, 0.8))
-        dots = rng.random((h, w))
-        share = rng.uniform(0.01, 0.2)
-        v[dots < share / 2] = 0.0
-        v[dots > 1 - share / 2] = 1.0
+        _salt_and_pepper(v, 0.01, 0.2, rng)
     elif rng.random() < 0.5:
         lo = rng.uniform(0.0, 0.5)
         v = rng.uniform(lo, lo + rng.uniform(0.3, 1.0 - lo), (h, w))
