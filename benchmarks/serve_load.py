@@ -295,6 +295,8 @@ def start_digitlab(
         cmd += ["--model", args.model]
     if args.backend:
         cmd += ["--backend", args.backend]
+    if args.device:
+        cmd += ["--device", args.device]
     env = dict(os.environ)
     if args.server_src:
         env["PYTHONPATH"] = str(Path(args.server_src).resolve())
@@ -974,11 +976,12 @@ def measure(args: argparse.Namespace) -> dict:
             "workers": args.workers,
             "model": args.model or "bundled",
             "backend": args.backend or "auto",
+            "device": args.device or "cpu",
             "source": args.server_src or "this tree",
         },
         "load_before": load_before,
         "load_after": [round(x, 2) for x in os.getloadavg()],
-        "note": "shared, noisy 2-core machine; clients and servers share the cores",
+        "note": "shared, noisy machine; clients and servers share the cores",
         "runs": [asdict(r) for r in runs],
         "ratios": ratios,
         **extra,
@@ -1043,13 +1046,14 @@ def markdown(report: dict) -> str:
         f"Payloads: {report['payload']} as a 28x28 PNG ({sizes['small']:,} bytes) and on a "
         f"{CANVAS}x{CANVAS} canvas ({sizes['canvas']:,} bytes), `POST /api/predict` multipart. "
         f"digitlab: {server['workers']} worker(s), model `{server['model']}`, backend "
-        f"`{server['backend']}`, code from {server['source']}. Reference: FastAPI + ONNX "
+        f"`{server['backend']}`, device `{server.get('device', 'cpu')}`, code from "
+        f"{server['source']}. Reference: FastAPI + ONNX "
         "Runtime + `default.onnx` (decode, grey, resize, one forward pass, JSON).",
         f"Machine: {m['processor']}, {m['cpu_count']} cores, Python {m['python']}. Load average "
         f"before {report['load_before']}, after {report['load_after']}.",
         "**The machine is shared with other work and noisy**: clients and servers run on the "
-        "same 2 cores, so absolute numbers are a floor; the ratios to the reference, measured "
-        "back to back, are the figures to compare.",
+        f"same {m['cpu_count']} cores, so absolute numbers are a floor; the ratios to the "
+        "reference, measured back to back, are the figures to compare.",
         "",
         "| run | server | clients | s | requests | req/s | p50 ms | p95 ms | p99 ms | max ms "
         "| errors | server CPU ms / request |",
@@ -1145,6 +1149,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--model", default=None, help="checkpoint/.onnx (default: bundled)")
     parser.add_argument("--backend", default=None, help="digitlab serve --backend")
+    parser.add_argument("--device", default=None, help="digitlab serve --device (e.g. cuda)")
     parser.add_argument("--server-src", default=None, help="run digitlab serve from this src")
     parser.add_argument("--data-dir", default=None, help="MNIST folder (for the payloads)")
     parser.add_argument(

@@ -27,7 +27,7 @@ def available_models() -> list[str]:
     return _available()
 
 
-def load_model(model=None, backend: str = "auto"):
+def load_model(model=None, backend: str = "auto", device: str = "cpu"):
     """Load a recogniser: ``None`` = the bundled model, else a checkpoint or ``.onnx`` path.
 
     Imported lazily so that ``import digitlab`` stays cheap and an ONNX-only deployment never
@@ -35,4 +35,4 @@ def load_model(model=None, backend: str = "auto"):
     """
     from digitlab.api import load_model as _load
 
-    return _load(model, backend=backend)
+    return _load(model, backend=backend, device=device)

@@ -63,6 +63,7 @@ class ModelRecord:
     epoch: int | None = None
     source: str = ""  # the file it was loaded from
     backend: str = ""  # the runtime running it: "torch" or "onnx" (set when loaded)
+    device: str = "cpu"  # where the runtime runs it: "cpu", or "cuda:0" etc. (PyTorch only)
     digitlab_version: str = ""
     quantization: str = "none (float32)"
 

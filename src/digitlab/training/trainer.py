@@ -50,8 +50,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from digitlab.core.device import DEVICE_CHOICES, is_device_name
 from digitlab.core.errors import DigitlabError
 from digitlab.core.io import atomic_write
+from digitlab.engine.backends.torch import resolve_device
 from digitlab.training.augment import AugmentConfig, DegradeConfig, augment_batch, degrade_batch
 from digitlab.training.checkpoint import load_checkpoint, save_checkpoint
 from digitlab.training.evaluate import loss_and_accuracy, predict_logits
@@ -142,8 +144,8 @@ class TrainConfig:
             (0 <= self.label_smoothing < 1, "--label-smoothing must be in [0, 1)"),
             (0 <= self.degrade <= 1, f"--degrade must be in [0, 1], got {self.degrade}"),
             (
-                self.device in ("auto", "cpu", "cuda", "mps") or self.device.startswith("cuda:"),
-                f"--device must be auto, cpu, cuda or mps, got {self.device!r}",
+                is_device_name(self.device),
+                f"--device must be {DEVICE_CHOICES}, got {self.device!r}",
             ),
         ]
         for ok, msg in checks:
@@ -189,21 +191,6 @@ class TrainResult:
 # ---------------------------------------------------------------------------------------------
 # Building blocks (also used by benchmarks/time_to_accuracy.py)
 # ---------------------------------------------------------------------------------------------
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` picks CUDA, then MPS, then CPU; an explicit device that is absent is an error."""
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise DigitlabError("--device cuda: no CUDA GPU is available (try --device cpu)")
-    if name == "mps" and not (torch.backends.mps.is_available()):
-        raise DigitlabError("--device mps: Apple MPS is not available (try --device cpu)")
-    return torch.device(name)
 
 
 def make_optimizer(params, cfg: TrainConfig) -> torch.optim.Optimizer:

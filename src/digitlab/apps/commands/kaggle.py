@@ -201,9 +201,9 @@ def _check_out(out: Path, inputs: list[str | None]) -> None:
 
 
 def _predict_only(args: argparse.Namespace, data, out: Path) -> int:
+    from digitlab.engine.backends.torch import resolve_device
     from digitlab.training.checkpoint import load_model_from_checkpoint
     from digitlab.training.kaggle import predict_labels, write_submission
-    from digitlab.training.trainer import resolve_device
 
     ignored = _given_train_options(args) - {"--device", "--threads"}
     if ignored:
@@ -234,9 +234,10 @@ def _given_train_options(args: argparse.Namespace) -> set[str]:
 
 
 def _train_and_predict(args: argparse.Namespace, data, out: Path) -> int:
+    from digitlab.engine.backends.torch import resolve_device
     from digitlab.training.checkpoint import load_model_from_checkpoint
     from digitlab.training.kaggle import predict_labels, write_submission
-    from digitlab.training.trainer import resolve_device, train
+    from digitlab.training.trainer import train
 
     config = kaggle_config(args)
     result = train(config, data=data)

@@ -42,6 +42,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         "onnxruntime is installed, else by the model file)",
     )
     p.add_argument(
+        "--device",
+        help="where PyTorch runs the network: cpu (default), cuda, cuda:N, mps or auto; a GPU "
+        "implies --backend torch (README: GPU)",
+    )
+    p.add_argument(
         "--workers",
         type=int,
         metavar="N",
@@ -84,7 +89,16 @@ def settings_from_args(args: argparse.Namespace):  # -> ServerSettings (imported
 
     overrides = {
         name: getattr(args, name)
-        for name in ("host", "port", "model", "backend", "workers", "threads", "access_log")
+        for name in (
+            "host",
+            "port",
+            "model",
+            "backend",
+            "device",
+            "workers",
+            "threads",
+            "access_log",
+        )
         if getattr(args, name) is not None
     }
     if args.max_body_mb is not None:
@@ -117,7 +131,8 @@ def run(args: argparse.Namespace) -> int:
     recognizer = load_recognizer(settings)
     info = recognizer.info
     accuracy = f", test accuracy {info.test_accuracy:.2%}" if info.test_accuracy is not None else ""
-    print(f"digitlab serve: model {info.name} ({info.backend}{accuracy}) from {info.source}")
+    where = f" on {info.device}" if info.device != "cpu" else ""
+    print(f"digitlab serve: model {info.name} ({info.backend}{where}{accuracy}) from {info.source}")
     print(f"digitlab serve: {feedback.banner()}")
     if settings.workers > 1:
         recognizer = None  # each worker process loads its own copy

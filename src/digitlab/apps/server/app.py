@@ -36,7 +36,10 @@ def serving_backend(settings: ServerSettings) -> str:
     """The backend the server runs: ``--backend auto`` serves the bundled model with ONNX
     Runtime when it is installed (its shipped ``default.onnx`` gives the same answers as the
     checkpoint and runs a small batch about twice as fast as PyTorch on one thread); any other
-    model, or an explicit backend, is loaded as :func:`digitlab.api.load_model` would."""
+    model, or an explicit backend, is loaded as :func:`digitlab.api.load_model` would. A GPU
+    (``--device``) means PyTorch."""
+    if settings.device != "cpu":
+        return "torch"
     if (
         settings.backend == "auto"
         and is_bundled_name(settings.model)
@@ -54,7 +57,9 @@ def load_recognizer(settings: ServerSettings) -> Any:
     from digitlab.api import load_model
 
     os.environ.setdefault(ENV_ORT_THREADS, str(settings.threads))
-    recognizer = load_model(settings.model, backend=serving_backend(settings))
+    recognizer = load_model(
+        settings.model, backend=serving_backend(settings), device=settings.device
+    )
     if recognizer.info.backend == "torch":
         from digitlab.engine.backends.torch import set_inference_threads
 

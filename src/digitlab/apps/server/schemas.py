@@ -89,6 +89,7 @@ class ModelOut(BaseModel):
     parameters: int
     source: str = Field(description="where the model was loaded from")
     backend: str
+    device: str = Field(description='where the network runs: "cpu", or a GPU such as "cuda:0"')
     temperature: float
     val_accuracy: float | None
     test_accuracy: float | None

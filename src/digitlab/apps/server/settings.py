@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from digitlab.core.constants import MAX_IMAGE_PIXELS
+from digitlab.core.device import DEVICE_CHOICES, is_device_name
 from digitlab.core.errors import DigitlabError
 from digitlab.core.settings import ENV_SERVE_PREFIX, usable_cores
 
@@ -71,6 +72,7 @@ class ServerSettings:
     port: int = DEFAULT_PORT
     model: str | None = None
     backend: str = "auto"
+    device: str = "cpu"  # where PyTorch runs the network; a GPU implies backend torch
     workers: int = field(default_factory=default_workers)
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     max_pixels: int = MAX_IMAGE_PIXELS
@@ -105,6 +107,15 @@ class ServerSettings:
                 raise DigitlabError(
                     f"server setting {name} must be >= 0, got {getattr(self, name)}"
                 )
+        if not is_device_name(self.device):
+            raise DigitlabError(
+                f"server setting device must be {DEVICE_CHOICES}, got {self.device!r}"
+            )
+        if self.device != "cpu" and self.backend == "onnx":
+            raise DigitlabError(
+                f"server setting device {self.device!r} runs PyTorch; backend onnx runs on the "
+                "CPU (use --backend torch or auto)"
+            )
         if not 0 <= self.port <= MAX_PORT:
             raise DigitlabError(f"server setting port must be 0-65535, got {self.port}")
 
