@@ -239,6 +239,27 @@ def test_aspect_ratio_is_kept_a_one_stays_thin():
     assert x1 - x0 <= 5
 
 
+def test_a_line_is_not_a_digit_but_the_flattest_mnist_digits_are(mnist, recognizer):
+    """Ink three times wider than tall is a line (a dash, a ruled line's leftover piece on an
+    empty notebook page): no digit. MNIST's flattest training digits (2.5 times wider than
+    tall) are still read."""
+    for thickness in (4, 12, 30):
+        canvas = np.full((280, 280), 255, np.uint8)
+        canvas[140 : 140 + thickness, 30 : 30 + max(3 * thickness, 120)] = 0
+        assert not P.to_model_input(canvas).has_ink
+        assert recognizer.predict(canvas).digit is None
+    x = mnist.train_images > 40
+    rows, cols = x.any(2), x.any(1)
+    height = 28 - np.argmax(rows[:, ::-1], 1) - np.argmax(rows, 1)
+    width = 28 - np.argmax(cols[:, ::-1], 1) - np.argmax(cols, 1)
+    flattest = np.argsort(height / width)[:4]  # 20x8 and 20x9 px
+    assert (width[flattest] >= 2.2 * height[flattest]).all()
+    for i in flattest:
+        big = np.asarray(Image.fromarray(255 - mnist.train_images[i]).resize((280, 280)))
+        assert P.to_model_input(big).has_ink
+        assert recognizer.predict(big).digit == mnist.train_labels[i]
+
+
 def test_size_position_and_polarity_do_not_matter(digits):
     images, _ = digits
     for digit in images:

@@ -242,7 +242,8 @@ def test_stability_views_read_only_for_unsure_looking_images(recognizer, canvase
 
 def test_info_describes_the_model(recognizer):
     info = recognizer.info
-    assert info.backend == "torch" and info.name and info.parameters > 1000
+    assert info.backend == "torch" and info.device == "cpu" and info.name
+    assert info.parameters > 1000
     assert info.temperature > 0 and info.source.endswith(".pt")
     assert set(info.to_dict()) == {
         "name",
@@ -250,6 +251,7 @@ def test_info_describes_the_model(recognizer):
         "parameters",
         "source",
         "backend",
+        "device",
         "temperature",
         "energy_reference",
         "val_accuracy",
