@@ -135,7 +135,9 @@ class Improver:
             report = finetune(images, labels, groups, cfg, progress=progress, skipped=skipped)
             self._set(progress=0.96, message="switching to the new model")
             path = personal.install(Path(report.checkpoint))
-            new = load_model(str(path))
+            # on the device the answering model runs on (a server started with --device cuda)
+            device = str(getattr(self.ctx.get_recognizer().info, "device", "cpu") or "cpu")
+            new = load_model(str(path), device=device)
             self.ctx.set_recognizer(new)  # one reference swap: requests never see a gap
             self._set(
                 state="done",
