@@ -62,9 +62,10 @@ class Preprocessed:
     stroke_width: float = 0.0  # stroke width found before normalisation, in 28x28 pixels
     input_size: tuple[int, int] = (IMAGE_SIDE, IMAGE_SIDE)
     affine: Affine = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
-    # Photos only: the same image thresholded without flattening the light; the recogniser
-    # keeps whichever of the two the model finds more digit-like (an alternative to a blank
-    # only if it is clearly digit-like).
+    # A second reading (ink.InkImage.plain): for photos the same image thresholded without
+    # flattening the light; for an image whose only ink is under MIN_DIGIT_PIXELS, that ink.
+    # The recogniser keeps whichever the model finds more digit-like (an alternative to a
+    # blank only if it is clearly digit-like).
     alternative: Preprocessed | None = None
 
     def as_float(self) -> np.ndarray:

@@ -394,12 +394,13 @@ class Recognizer:
         return out
 
     def _choose_alternatives(self, items: Sequence[Preprocessed]) -> list[Preprocessed]:
-        """For photos preprocessed two ways (see ``Preprocessed.alternative``), keep the one
-        whose calibrated logits have the higher energy: the one the model finds more like a
-        digit (flattening the light wins on shadowed photos, the plain threshold on digits
-        cropped tight, whose wide strokes the flattening eats). Where the flattened reading
-        found no ink, the alternative must reach ALTERNATIVE_MIN_ENERGY: a smooth gradient
-        thresholded plainly is a blob, not a digit."""
+        """For images preprocessed two ways (see ``Preprocessed.alternative``: photos, and
+        digits under MIN_DIGIT_PIXELS), keep the one whose calibrated logits have the higher
+        energy: the one the model finds more like a digit (flattening the light wins on
+        shadowed photos, the plain threshold on digits cropped tight, whose wide strokes the
+        flattening eats). Where the first reading found no ink, the alternative must reach
+        ALTERNATIVE_MIN_ENERGY: a smooth gradient thresholded plainly is a blob, two specks
+        are not a tiny digit."""
         pairs = [i for i, p in enumerate(items) if p.alternative is not None]
         if not pairs:
             return list(items)
