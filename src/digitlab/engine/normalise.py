@@ -210,15 +210,23 @@ def preprocess_ink(
     offset: tuple[int, int] = (0, 0),
     input_size: tuple[int, int] | None = None,
     polarity: str = "none",
+    line_aspect: float | None = None,
 ) -> Preprocessed:
     """Normalise a uint8 ink map (thresholded, ink = 255) to a :class:`Preprocessed`.
 
     ``offset`` is the working-resolution position of ``ink``'s pixel (0, 0) when it is a crop
-    of a larger map (a digit of a number); ``scale`` is input pixels per working pixel.
+    of a larger map (a digit of a number); ``scale`` is input pixels per working pixel. With
+    ``line_aspect``, ink at least that many times wider than tall is a line: no ink.
     """
     size = input_size or (round(ink.shape[1] * scale), round(ink.shape[0] * scale))
     work_offset = (offset[0] * scale, offset[1] * scale)
     bb = _bbox(ink)
+    if (
+        bb is not None
+        and line_aspect is not None
+        and bb[2] - bb[0] >= line_aspect * (bb[3] - bb[1])
+    ):
+        bb = None
     result = None if bb is None else _normalize(ink, bb, work_offset, scale)
     if result is None or bb is None:
         return blank(size)

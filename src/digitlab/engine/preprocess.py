@@ -30,8 +30,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
-
 from digitlab.engine.ink import (
     LOW_INK,
     STRONG_INK,
@@ -94,15 +92,6 @@ __all__ = [
 BAR_ASPECT = 3.0
 
 
-def _is_bar(ink: np.ndarray) -> bool:
-    """Whether a working ink map's ink is BAR_ASPECT times wider than tall."""
-    rows = np.flatnonzero(ink.any(axis=1))
-    cols = np.flatnonzero(ink.any(axis=0))
-    if rows.size == 0:
-        return False
-    return (cols[-1] - cols[0] + 1) >= BAR_ASPECT * (rows[-1] - rows[0] + 1)
-
-
 def to_model_input(image: Any) -> Preprocessed:
     """Any image (path, bytes, PIL image, numpy array) to the 28x28 MNIST-style model input.
 
@@ -112,15 +101,23 @@ def to_model_input(image: Any) -> Preprocessed:
     if isinstance(image, Preprocessed):
         return image
     ink = extract_ink(image)
-    if ink.has_ink and not _is_bar(ink.ink):
+    if ink.has_ink:
         pre = preprocess_ink(
-            ink.ink, scale=ink.scale, input_size=ink.input_size, polarity=ink.polarity
+            ink.ink,
+            scale=ink.scale,
+            input_size=ink.input_size,
+            polarity=ink.polarity,
+            line_aspect=BAR_ASPECT,
         )
     else:
         pre = blank(ink.input_size)
-    if ink.plain is not None and not _is_bar(ink.plain):
+    if ink.plain is not None:
         alt = preprocess_ink(
-            ink.plain, scale=ink.scale, input_size=ink.input_size, polarity=ink.plain_polarity
+            ink.plain,
+            scale=ink.scale,
+            input_size=ink.input_size,
+            polarity=ink.plain_polarity,
+            line_aspect=BAR_ASPECT,
         )
         pre.alternative = alt if alt.has_ink else None
     return pre
