@@ -57,7 +57,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--threads",
         type=int,
         metavar="N",
-        help="model threads per process (default 1: fastest per image; add --workers instead)",
+        help="model threads per process (default 1: a second one spins, costing shared cores more "
+        "than it saves; add --workers instead)",
     )
     p.add_argument(
         "--max-body-mb",
