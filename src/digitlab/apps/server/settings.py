@@ -27,9 +27,9 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
 # Model threads per server process, set once at start. Alone, a second ONNX Runtime thread
 # halves a one-image pass (0.39 -> 0.21 ms on the 2-core machine), but in a server whose
-# clients share the cores it did not lower one client's latency (28x28 PNG, p50 2.55 vs 2.54 ms,
-# 8 alternating rounds) and doubled the CPU a request costs (2.2 -> 4.2-5.3 ms: its pool spins
-# while it waits for work). Scale with --workers instead.
+# clients share the cores it did not lower one client's latency (28x28 PNG, p50 2.54 ms against
+# 2.55 with one, 8 alternating rounds) and doubled the CPU a request costs (2.2 -> 4.2-5.3 ms:
+# its pool spins while it waits for work). Scale with --workers instead.
 DEFAULT_THREADS = 1
 # Micro-batching: how long the batcher may hold a forward pass open for requests that are
 # being decoded right now (it never waits when none is). 2 ms is under one forward pass.
