@@ -101,23 +101,18 @@ def to_model_input(image: Any) -> Preprocessed:
     if isinstance(image, Preprocessed):
         return image
     ink = extract_ink(image)
-    if ink.has_ink:
-        pre = preprocess_ink(
-            ink.ink,
+
+    def normalised(reading: Any, polarity: str) -> Preprocessed:
+        return preprocess_ink(
+            reading,
             scale=ink.scale,
             input_size=ink.input_size,
-            polarity=ink.polarity,
+            polarity=polarity,
             line_aspect=BAR_ASPECT,
         )
-    else:
-        pre = blank(ink.input_size)
+
+    pre = normalised(ink.ink, ink.polarity) if ink.has_ink else blank(ink.input_size)
     if ink.plain is not None:
-        alt = preprocess_ink(
-            ink.plain,
-            scale=ink.scale,
-            input_size=ink.input_size,
-            polarity=ink.plain_polarity,
-            line_aspect=BAR_ASPECT,
-        )
+        alt = normalised(ink.plain, ink.plain_polarity)
         pre.alternative = alt if alt.has_ink else None
     return pre
