@@ -6,9 +6,9 @@ them, the tune suite's canvas drawings, rotated digits, photos, hard cases, blan
 digits, scribbles, letters; :mod:`tune_images`), runs :func:`digitlab.engine.preprocess.
 to_model_input` on each in a subprocess for each source tree, and compares everything it
 returns: the 28x28 image, ``has_ink``, box, polarity, stroke width, affine map and the photo
-alternative (image, ``has_ink``). It also reports each tree's preprocessing CPU time (the two
-trees run one after the other on a shared machine: a rough figure; time single steps in one
-process for the real comparison).
+alternative (image, ``has_ink``). It also reports each tree's preprocessing CPU time per kind of
+image: the two trees run in turn ``--rounds`` times (A B A B ...) and each image keeps its least
+time, so a busy moment of the shared machine does not land on one tree only.
 
     git archive BASE src | tar -x -C /tmp/base          # the tree before the change
     python benchmarks/preprocess_identity.py --reference-src /tmp/base/src --reference-label BASE
@@ -119,12 +119,12 @@ def dump(images_file: str, out_file: str) -> None:
     flags = np.zeros((n, 3), bool)  # has_ink, has alternative, alternative has_ink
     meta = np.zeros((n, 11), np.float64)  # box (4), stroke width, affine (6)
     text = []
-    seconds = 0.0
+    seconds = np.zeros(n)
     for i, (_, data) in enumerate(items):
         decoded = decode_bytes(data, f"image {i}")
         start = time.process_time()
         pre = to_model_input(decoded)
-        seconds += time.process_time() - start
+        seconds[i] = time.process_time() - start
         image[i] = pre.image
         flags[i, 0] = pre.has_ink
         meta[i, :4] = pre.box or (-1, -1, -1, -1)
@@ -147,7 +147,11 @@ def run_tree(src: Path, images_file: str, out_file: str) -> dict:
         return {k: z[k] for k in z.files}
 
 
-def compare(items: list[tuple[str, bytes]], old: dict, new: dict) -> dict:
+def compare(
+    items: list[tuple[str, bytes]], old: dict, new: dict, old_s: np.ndarray, new_s: np.ndarray
+) -> dict:
+    """Identity of the two trees' outputs per kind, and their CPU seconds per image
+    (``old_s``, ``new_s``: each image's least time over the rounds)."""
     kinds = np.array([k for k, _ in items])
     same = (
         (old["image"] == new["image"]).all(axis=(1, 2))
@@ -157,7 +161,12 @@ def compare(items: list[tuple[str, bytes]], old: dict, new: dict) -> dict:
         & (old["text"] == new["text"])
     )
     per_kind = {
-        str(k): {"images": int((kinds == k).sum()), "differ": int((~same[kinds == k]).sum())}
+        str(k): {
+            "images": int((kinds == k).sum()),
+            "differ": int((~same[kinds == k]).sum()),
+            "reference_ms": round(1e3 * float(old_s[kinds == k].mean()), 3),
+            "this_tree_ms": round(1e3 * float(new_s[kinds == k].mean()), 3),
+        }
         for k in dict.fromkeys(kinds)
     }
     return {
@@ -169,8 +178,8 @@ def compare(items: list[tuple[str, bytes]], old: dict, new: dict) -> dict:
         "with_ink": int(new["flags"][:, 0].sum()),
         "with_alternative": int(new["flags"][:, 1].sum()),
         "preprocess_cpu_s": {
-            "reference": round(float(old["seconds"]), 3),
-            "this tree": round(float(new["seconds"]), 3),
+            "reference": round(float(old_s.sum()), 3),
+            "this tree": round(float(new_s.sum()), 3),
         },
     }
 
@@ -185,17 +194,22 @@ def markdown(report: dict) -> str:
         "ways. Compared: the 28x28 image, has_ink, box, polarity, input size, stroke width, "
         "affine map, and the alternative reading (image, has_ink).",
         "",
-        "| kind | images | differ |",
-        "|---|---:|---:|",
+        "| kind | images | differ | reference CPU ms / image | this tree | ratio |",
+        "|---|---:|---:|---:|---:|---:|",
     ]
-    lines += [f"| {k} | {v['images']:,} | {v['differ']} |" for k, v in r["per_kind"].items()]
+    lines += [
+        f"| {k} | {v['images']:,} | {v['differ']} | {v['reference_ms']:.3f} | "
+        f"{v['this_tree_ms']:.3f} | {v['this_tree_ms'] / max(v['reference_ms'], 1e-9):.2f} |"
+        for k, v in r["per_kind"].items()
+    ]
     cpu = r["preprocess_cpu_s"]
     lines += [
         "",
         f"**{r['identical']:,} of {r['images']:,} identical** ({r['differ']} differ).",
         f"Preprocessing CPU for all of them: reference {cpu['reference']} s, this tree "
-        f"{cpu['this tree']} s (separate processes one after the other on a shared machine; "
-        f"load before {report['load_before']}, after {report['load_after']}).",
+        f"{cpu['this tree']} s (each image's least process time over {report['rounds']} rounds, "
+        f"the trees in turn, one process each; load before {report['load_before']}, after "
+        f"{report['load_after']}).",
         "",
         f"_{report['machine']['date']}_",
         "",
@@ -208,6 +222,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reference-src", help="the src folder of the tree to compare with")
     parser.add_argument("--reference-label", help="how the report names that tree (a commit)")
     parser.add_argument("--count", type=int, default=3000, help="images (about)")
+    parser.add_argument("--rounds", type=int, default=2, help="timing rounds (trees in turn)")
     parser.add_argument("--data-dir", default=None, help="MNIST folder")
     parser.add_argument("--out", default=str(RESULTS / "preprocess_identity"))
     parser.add_argument("--dump", nargs=2, help=argparse.SUPPRESS)
@@ -223,14 +238,19 @@ def main(argv: list[str] | None = None) -> int:
         images_file = str(Path(tmp) / "images.pkl")
         with open(images_file, "wb") as f:
             pickle.dump(items, f)
-        old = run_tree(Path(args.reference_src).resolve(), images_file, str(Path(tmp) / "a.npz"))
-        new = run_tree(REPO / "src", images_file, str(Path(tmp) / "b.npz"))
+        trees = (Path(args.reference_src).resolve(), REPO / "src")
+        runs: list[list[dict]] = [[], []]
+        for _ in range(max(1, args.rounds)):
+            for t, src in enumerate(trees):
+                runs[t].append(run_tree(src, images_file, str(Path(tmp) / f"{t}.npz")))
+    old_s, new_s = (np.min([run["seconds"] for run in r], axis=0) for r in runs)
     report = {
         "machine": machine(),
         "reference_src": args.reference_label or args.reference_src,
+        "rounds": max(1, args.rounds),
         "load_before": load_before,
         "load_after": [round(x, 2) for x in os.getloadavg()],
-        "result": compare(items, old, new),
+        "result": compare(items, runs[0][0], runs[1][0], old_s, new_s),
     }
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -18,7 +18,7 @@ never a guess.
 
 Only numpy and Pillow are used (no torch, no scipy), so ONNX-only installs can preprocess too.
 
-One module (~780 lines) because polarity, lighting, line removal, speck removal and the
+One module (~1,060 lines) because polarity, lighting, line removal, speck removal and the
 digit-piece rule work on the same maps (luminance, ink, block grids) in one pass; split, each
 part would need the others' intermediate arrays.
 """
@@ -355,6 +355,29 @@ def _lut(a: np.ndarray, table: np.ndarray) -> np.ndarray:
     return np.take(np.asarray(table).astype(np.uint8, copy=False), a)
 
 
+def _pad_edge(a: np.ndarray, r: int) -> np.ndarray:
+    """``a`` (1-D or 2-D) grown by ``r`` samples on every side, edge values replicated:
+    ``np.pad(a, r, mode="edge")`` without its general-purpose overhead (~10 us a call, and
+    the line search pads dozens of profiles per photo)."""
+    if a.size == 0 or r == 0:
+        return np.pad(a, r, mode="edge")
+    if a.ndim == 1:
+        n = a.shape[0]
+        p = np.empty(n + 2 * r, a.dtype)
+        p[r : r + n] = a
+        p[:r] = a[0]
+        p[r + n :] = a[-1]
+        return p
+    h, w = a.shape
+    p = np.empty((h + 2 * r, w + 2 * r), a.dtype)
+    p[r : r + h, r : r + w] = a
+    p[:r, r : r + w] = a[0]
+    p[r + h :, r : r + w] = a[-1]
+    p[:, :r] = p[:, r : r + 1]
+    p[:, r + w :] = p[:, r + w - 1 : r + w]
+    return p
+
+
 def _rank_filter(a: np.ndarray, size: int, op: np.ufunc) -> np.ndarray:
     """``size`` x ``size`` maximum (``np.maximum``) or minimum (``np.minimum``) of a 2-D
     array, edges replicated: what Pillow's ``MaxFilter``/``MinFilter`` give (it expands the
@@ -362,7 +385,7 @@ def _rank_filter(a: np.ndarray, size: int, op: np.ufunc) -> np.ndarray:
     extreme is the extreme of its rows' extremes) instead of a sort per pixel."""
     r = size // 2
     h, w = a.shape
-    p = np.pad(a, r, mode="edge")
+    p = _pad_edge(a, r)
     rows = p[:, 0:w].copy()
     for dx in range(1, size):
         op(rows, p[:, dx : dx + w], out=rows)
@@ -396,7 +419,7 @@ def _block_reduce(a: np.ndarray, cell: int, op: np.ufunc) -> np.ndarray:
 
 def _grid_filter(g: np.ndarray, op: np.ufunc) -> np.ndarray:
     """3x3 min or max over a small grid (edges replicated)."""
-    p = np.pad(g, 1, mode="edge")
+    p = _pad_edge(g, 1)
     h, w = g.shape
     out = p[1 : h + 1, 1 : w + 1].copy()
     for dy in (0, 1, 2):
@@ -455,16 +478,29 @@ def _line_profile(ink: Image.Image, slope: float) -> np.ndarray:
     w, h = ink.size
     sheared = ink.transform((w, h), Image.AFFINE, (1, 0, 0, slope, 1, -slope * w / 2))
     a = np.asarray(sheared)
-    thirds = [np.median(a[:, k * w // 3 : (k + 1) * w // 3], axis=1) for k in range(3)]
+    thirds = [_row_medians(a[:, k * w // 3 : (k + 1) * w // 3]) for k in range(3)]
     return np.minimum(np.minimum(thirds[0], thirds[1]), thirds[2]).astype(np.float32)
+
+
+def _row_medians(a: np.ndarray) -> np.ndarray:
+    """``np.median(a, axis=1)`` of a uint8 array (float64), from a radix sort of the rows:
+    about 4x faster than median's selection on the line search's rows."""
+    n = a.shape[1]
+    if n == 0 or a.dtype != np.uint8:
+        return np.median(a, axis=1)
+    s = np.sort(a, axis=1, kind="stable")  # a counting (radix) sort for 8-bit data
+    upper = s[:, n // 2].astype(np.float64)
+    if n % 2:
+        return upper
+    return (s[:, n // 2 - 1] + upper) / 2.0
 
 
 def _tophat(profile: np.ndarray, width: int) -> np.ndarray:
     """``profile`` minus its opening over ``width`` samples: its narrow peaks only."""
     pad = width // 2
-    p = np.pad(profile, pad, mode="edge")
+    p = _pad_edge(profile, pad)
     windows = np.lib.stride_tricks.sliding_window_view(p, width)
-    low = np.pad(windows.min(axis=1), pad, mode="edge")
+    low = _pad_edge(windows.min(axis=1), pad)
     opened = np.lib.stride_tricks.sliding_window_view(low, width).max(axis=1)
     return np.maximum(profile - opened, 0.0)
 
@@ -518,22 +554,26 @@ def label_components(mask: np.ndarray) -> tuple[np.ndarray, int]:
     """
     h, w = mask.shape
     labels = np.zeros((h, w), dtype=np.int32)
-    flat = np.flatnonzero(mask)
-    n = flat.size
+    # A column of background on either side and a row below: in the padded map's flat indices a
+    # pixel's right, down-right, down and down-left neighbours are +1, +wp+2, +wp+1 and +wp,
+    # and no neighbour wraps to another row.
+    wp = w + 1
+    padded = np.zeros((h + 1, wp + 1), dtype=bool)
+    padded[:h, 1:wp] = mask
+    pos = np.flatnonzero(padded)
+    n = pos.size
     if n == 0:
         return labels, 0
-    node = np.full((h, w), -1, dtype=np.int32)
-    node.ravel()[flat] = np.arange(n, dtype=np.int32)
+    node = np.full(padded.size, -1, dtype=np.int32)
+    node[pos] = np.arange(n, dtype=np.int32)
     src: list[np.ndarray] = []
     dst: list[np.ndarray] = []
     # Right, down, down-right, down-left neighbours cover all 8 directions once.
-    for dy, dx in ((0, 1), (1, 0), (1, 1), (1, -1)):
-        x0, x1 = max(0, -dx), w - max(0, dx)
-        a = node[0 : h - dy, x0:x1]
-        b = node[dy:h, x0 + dx : x1 + dx]
-        both = (a >= 0) & (b >= 0)
-        src.append(a[both])
-        dst.append(b[both])
+    for off in (1, wp + 1, wp + 2, wp):
+        neighbour = node[pos + off]
+        linked = neighbour >= 0
+        src.append(np.flatnonzero(linked).astype(np.int32))
+        dst.append(neighbour[linked])
     ea = np.concatenate(src)
     eb = np.concatenate(dst)
     parent = np.arange(n, dtype=np.int32)
@@ -549,9 +589,12 @@ def label_components(mask: np.ndarray) -> tuple[np.ndarray, int]:
             if np.array_equal(jumped, parent):
                 break
             parent = jumped
-    roots, compact = np.unique(parent, return_inverse=True)
-    labels.ravel()[flat] = compact.astype(np.int32) + 1
-    return labels, int(roots.size)
+    # Every node now points at its root (a root at itself); number the roots 1.. in index
+    # order, as np.unique would, with a running count instead of a sort.
+    rank = np.cumsum(parent == np.arange(n, dtype=np.int32), dtype=np.int32)
+    rows, cols = np.divmod(pos, wp + 1)
+    labels[rows, cols - 1] = rank[parent]
+    return labels, int(rank[-1])
 
 
 @dataclass

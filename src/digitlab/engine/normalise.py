@@ -125,16 +125,18 @@ def stroke_width(img: Image.Image) -> float:
     averaged with a 4-neighbour ("plus") erosion: a square eats ~1.4 px into a diagonal edge, a
     plus ~0.7 px, their mean ~1 px in every direction.
     """
-    b = np.asarray(img) > BINARY_LEVEL * FULL
+    a = np.asarray(img)
+    b = a > BINARY_LEVEL * FULL
     area0 = int(np.count_nonzero(b))
     if area0 == 0:
         return 0.0
-    p = np.pad(b, 1)
-    plus = b & p[:-2, 1:-1] & p[2:, 1:-1] & p[1:-1, :-2] & p[1:-1, 2:]
-    square = plus & p[:-2, :-2] & p[:-2, 2:] & p[2:, :-2] & p[2:, 2:]
+    # Pixels outside the image count as paper, so only inner pixels can survive an erosion.
+    c = b[1:-1, 1:-1]
+    plus = c & b[:-2, 1:-1] & b[2:, 1:-1] & b[1:-1, :-2] & b[1:-1, 2:]
+    square = plus & b[:-2, :-2] & b[:-2, 2:] & b[2:, :-2] & b[2:, 2:]
     loss = 2 * area0 - int(np.count_nonzero(plus)) - int(np.count_nonzero(square))
     length = max(loss / 4.0, 1.0)
-    return float(np.asarray(img, dtype=np.float32).sum()) / FULL / length
+    return float(a.astype(np.float32).sum()) / FULL / length
 
 
 def _normalise_width(a: np.ndarray, width: float) -> np.ndarray:
@@ -182,17 +184,18 @@ def _normalize(
         morphed, bb2 = big_a, _bbox(big_a) or (0, 0, big_a.shape[1], big_a.shape[0])
     crop = Image.fromarray(morphed[bb2[1] : bb2[3], bb2[0] : bb2[2]])
     small, sx2, sy2 = _fit(crop, MNIST_BOX)
-    s = _restretch(np.asarray(small)).astype(np.float32)
-    total = float(s.sum())
+    s = _restretch(np.asarray(small))
+    # Centre of mass in exact integer sums (at most 20x20 pixels of 255).
+    total = int(s.sum())
     if total <= 0:
         return None
     h, w = s.shape
-    cy = float(s.sum(axis=1) @ np.arange(h)) / total + 0.5
-    cx = float(s.sum(axis=0) @ np.arange(w)) / total + 0.5
-    ox = int(np.clip(round(MNIST_CENTER - cx), 0, IMAGE_SIDE - w))
-    oy = int(np.clip(round(MNIST_CENTER - cy), 0, IMAGE_SIDE - h))
+    cy = int(s.sum(axis=1) @ np.arange(h)) / total + 0.5
+    cx = int(s.sum(axis=0) @ np.arange(w)) / total + 0.5
+    ox = min(max(round(MNIST_CENTER - cx), 0), IMAGE_SIDE - w)
+    oy = min(max(round(MNIST_CENTER - cy), 0), IMAGE_SIDE - h)
     image = np.zeros((IMAGE_SIDE, IMAGE_SIDE), np.uint8)
-    image[oy : oy + h, ox : ox + w] = s.astype(np.uint8)
+    image[oy : oy + h, ox : ox + w] = s
     # input x -> working x (/scale, -offset) -> crop (-x0) -> big (*sx1) -> morphed crop
     # (-bb2[0]) -> small (*sx2) -> 28 field (+ox); the same for y.
     ax = sx1 * sx2 / scale
