@@ -212,6 +212,32 @@ def test_concurrent_processes_lose_nothing(location):
         assert {r.id for r in store.list()} == set(acked)
 
 
+def test_many_open_a_new_sqlite_store_at_once(tmp_path):
+    """The workers of ``digitlab serve --workers N`` open a fresh store together: none may fail
+    with "database is locked" (SQLite refuses the switch to WAL at once, without its busy
+    handler, while another connection makes it; before the retry, 6 of 360 openers failed)."""
+    errors: list[str] = []
+    for round_ in range(60):
+        path = tmp_path / f"new{round_}.sqlite3"
+        start = threading.Barrier(6)
+
+        def open_store(path: Path = path, start: threading.Barrier = start) -> None:
+            start.wait()
+            try:
+                FeedbackStore(path).close()
+            except StoreError as exc:
+                errors.append(str(exc))
+
+        threads = [threading.Thread(target=open_store) for _ in range(6)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert errors == []
+    with FeedbackStore(tmp_path / "new0.sqlite3") as store:
+        assert store.count() == 0
+
+
 def test_sigkill_mid_write_keeps_every_acknowledged_row(location):
     FeedbackStore(location).close()
     proc = _writer(location, 0, 100_000)

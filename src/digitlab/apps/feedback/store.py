@@ -636,6 +636,26 @@ class FeedbackStore:
         return "; ".join(str(r[0]) for r in rows)
 
 
+def _set_wal(cursor: Any) -> Any:
+    """``PRAGMA journal_mode = WAL``, waiting while another connection holds the lock.
+
+    SQLite answers this pragma "database is locked" at once, without its busy handler, when
+    another connection is switching the same new file to WAL or writing it: what happens when
+    the workers of ``digitlab serve --workers N`` open a fresh store together (one in ten of
+    four processes racing, measured). Retried every few ms up to SQLITE_BUSY_TIMEOUT_S.
+    """
+    import sqlite3
+
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_S
+    while True:
+        try:
+            return cursor.execute("PRAGMA journal_mode = WAL").fetchone()
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.005)
+
+
 def _sqlite_events(sa: Any, engine: Any) -> None:
     """WAL, FULL sync, and BEGIN IMMEDIATE for writes (pysqlite's own BEGIN handling off)."""
 
@@ -645,7 +665,7 @@ def _sqlite_events(sa: Any, engine: Any) -> None:
         cursor = dbapi_connection.cursor()
         try:
             cursor.execute(f"PRAGMA busy_timeout = {int(SQLITE_BUSY_TIMEOUT_S * 1000)}")
-            mode = cursor.execute("PRAGMA journal_mode = WAL").fetchone()
+            mode = _set_wal(cursor)
             if mode and str(mode[0]).lower() != "wal":
                 log.warning("SQLite did not switch to WAL (journal_mode=%s)", mode[0])
             cursor.execute("PRAGMA synchronous = FULL")
