@@ -446,6 +446,28 @@ def test_settings_defaults_and_environment_round_trip():
         ServerSettings(workers=0)
 
 
+def test_one_worker_by_default_while_corrections_are_kept(monkeypatch):
+    """'Improve' switches the model of the process that runs it, so a server keeping
+    corrections runs one process unless --workers is given (then it says what Improve does);
+    one keeping none runs one per core."""
+    import argparse
+
+    from digitlab.apps.commands.serve import choose_workers, workers_given
+    from digitlab.apps.feedback.options import FeedbackSettings
+
+    monkeypatch.delenv("DIGITLAB_SERVE_WORKERS", raising=False)
+    two = ServerSettings(workers=2)
+    settings, note = choose_workers(two, FeedbackSettings(enabled=True), given=False)
+    assert settings.workers == 1 and "one worker process" in note
+    settings, note = choose_workers(two, FeedbackSettings(enabled=True), given=True)
+    assert settings.workers == 2 and "switches only the process that runs it" in note
+    assert choose_workers(two, FeedbackSettings(enabled=False), given=False) == (two, None)
+    assert not workers_given(argparse.Namespace(workers=None))
+    assert workers_given(argparse.Namespace(workers=2))
+    monkeypatch.setenv("DIGITLAB_SERVE_WORKERS", "2")
+    assert workers_given(argparse.Namespace(workers=None))
+
+
 def test_cli_refuses_a_missing_model(capsys, tmp_path):
     from digitlab.apps.cli import main
 
@@ -534,6 +556,7 @@ def test_cli_serve_with_two_workers(samples, tmp_path):
                 time.sleep(0.3)
         assert f"{url}/" in "".join(output)
         assert "feedback: on, stored in" in "".join(output)
+        assert "switches only the process that runs it" in "".join(output)
         for data in samples[0][:6]:
             r = httpx.post(f"{url}/api/predict", files={"file": ("d.png", data)}, timeout=30)
             assert r.status_code == 200
