@@ -18,7 +18,7 @@ never a guess.
 
 Only numpy and Pillow are used (no torch, no scipy), so ONNX-only installs can preprocess too.
 
-One module (~1,060 lines) because polarity, lighting, line removal, speck removal and the
+One module (~1,050 lines) because polarity, lighting, line removal, speck removal and the
 digit-piece rule work on the same maps (luminance, ink, block grids) in one pass; split, each
 part would need the others' intermediate arrays.
 """
@@ -417,17 +417,6 @@ def _block_reduce(a: np.ndarray, cell: int, op: np.ufunc) -> np.ndarray:
     return op.reduceat(op.reduceat(a, rows, axis=0), cols, axis=1)
 
 
-def _grid_filter(g: np.ndarray, op: np.ufunc) -> np.ndarray:
-    """3x3 min or max over a small grid (edges replicated)."""
-    p = _pad_edge(g, 1)
-    h, w = g.shape
-    out = p[1 : h + 1, 1 : w + 1].copy()
-    for dy in (0, 1, 2):
-        for dx in (0, 1, 2):
-            op(out, p[dy : dy + h, dx : dx + w], out=out)
-    return out
-
-
 def flatten_background(ink: np.ndarray, *, multiplicative: bool = False) -> tuple[np.ndarray, bool]:
     """Remove uneven light and paper texture from a uint8 ink map (ink bright, paper dark).
 
@@ -449,9 +438,9 @@ def flatten_background(ink: np.ndarray, *, multiplicative: bool = False) -> tupl
     cell = max(1, -(-max(h, w) // BG_CELLS))
     grid = _block_reduce(ink, cell, np.minimum)
     for _ in range(BG_OPEN):
-        grid = _grid_filter(grid, np.minimum)
+        grid = _rank_filter(grid, 3, np.minimum)
     for _ in range(BG_OPEN):
-        grid = _grid_filter(grid, np.maximum)
+        grid = _rank_filter(grid, 3, np.maximum)
     low, high = int(grid.min()), int(grid.max())
     if high - low <= FLAT_BACKGROUND_TOLERANCE:
         if low == 0:
