@@ -108,6 +108,7 @@ def test_resume_gives_the_same_result_as_an_uninterrupted_run(tmp_path: Path, mn
         batch_size=100,
         eval_test=False,
         elastic=True,
+        outliers=0.25,  # the outlier draws resume exactly too
     )
     full = train(TrainConfig(**base, run_dir=str(tmp_path / "full")), data=mnist)
 

@@ -79,6 +79,9 @@ DEFAULT_LR = {"adam": 3e-3, "adamw": 3e-3, "sgd": 0.1, "adadelta": 1.0}
 DEFAULT_WEIGHT_DECAY = {"adam": 0.0, "adamw": 0.01, "sgd": 5e-4, "adadelta": 0.0}
 PER_BATCH_SCHEDULERS = ("onecycle", "cosine")
 ONECYCLE_WARMUP = 0.25  # fraction of the run spent warming up to the peak learning rate
+# --outliers: weight of the outlier pieces' loss (cross-entropy to the uniform distribution)
+# against the digits' (Hendrycks et al. 2019 use 0.5; not tuned here).
+OUTLIER_WEIGHT = 0.5
 DEFAULT_DIST_TIMEOUT_S = 300  # a dead rank ends the job after this long instead of hanging
 
 
@@ -99,6 +102,10 @@ class TrainConfig:
     elastic: bool = False
     rotation_deg: float = AugmentConfig.rotation_deg
     degrade: float = 0.0  # share of each batch degraded (DegradeConfig); 0 = MNIST-clean only
+    # Outlier exposure: pieces that are not one whole digit (training.outliers) added to each
+    # batch, this many per digit, with the uniform distribution as their target; 0 = off.
+    outliers: float = 0.0
+    init: str | None = None  # start from this checkpoint's weights (a fine-tune)
     label_smoothing: float = 0.0
     early_stopping: int | None = None  # patience in epochs without a better val accuracy
     val_size: int = 5000
@@ -143,6 +150,7 @@ class TrainConfig:
             ),
             (0 <= self.label_smoothing < 1, "--label-smoothing must be in [0, 1)"),
             (0 <= self.degrade <= 1, f"--degrade must be in [0, 1], got {self.degrade}"),
+            (0 <= self.outliers <= 1, f"--outliers must be in [0, 1], got {self.outliers}"),
             (
                 is_device_name(self.device),
                 f"--device must be {DEVICE_CHOICES}, got {self.device!r}",
@@ -252,11 +260,22 @@ def train_step(
     *,
     label_smoothing: float = 0.0,
     autocast: Any = None,
+    outliers: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """One optimisation step on a float batch; returns (loss, logits) detached."""
+    """One optimisation step on a float batch; returns (loss, logits) detached.
+
+    ``outliers`` (float images, not one digit each) go through the same forward pass; their
+    loss is the cross-entropy to the uniform distribution, weighted OUTLIER_WEIGHT. The
+    returned logits are the digits' only.
+    """
+    n = len(y)
     with autocast if autocast is not None else contextlib.nullcontext():
-        logits = model(x)
-        loss = F.cross_entropy(logits, y, label_smoothing=label_smoothing)
+        logits = model(x if outliers is None else torch.cat([x, outliers]))
+        loss = F.cross_entropy(logits[:n], y, label_smoothing=label_smoothing)
+        if outliers is not None and len(outliers):
+            uniform = -F.log_softmax(logits[n:].float(), dim=1).mean()
+            loss = loss + OUTLIER_WEIGHT * uniform
+    logits = logits[:n]
     opt.zero_grad(set_to_none=True)
     loss.backward()
     opt.step()
@@ -461,7 +480,9 @@ def train(
     run_dir = Path(resume_ckpt["run_dir"]) if resume_ckpt else _new_run_dir(cfg)
     file_handler = None
     try:
-        splits = prepare_splits(cfg, data, device)  # bad data: an error before any file exists
+        # A bad --init or bad data: an error before any file exists.
+        init_ckpt = _load_init(cfg) if cfg.init and resume_ckpt is None else None
+        splits = prepare_splits(cfg, data, device)
         file_handler = _start_run_dir(run_dir, cfg, info)
         trainer = Trainer(
             cfg,
@@ -470,6 +491,7 @@ def train(
             device=device,
             info=info,
             resume=resume_ckpt,
+            init=init_ckpt,
             callbacks=[callback] if callback else [],
         )
         return trainer.fit(stop_event)
@@ -482,6 +504,48 @@ def train(
 
             if dist.is_initialized():
                 dist.destroy_process_group()
+
+
+def _load_init(cfg: TrainConfig) -> dict:
+    """The ``--init`` checkpoint, checked against the run's model; the run takes its
+    architecture (``cfg.model_config`` is set to the checkpoint's, and so recorded)."""
+    ckpt = load_checkpoint(cfg.init)
+    if ckpt["model_name"] != cfg.model:
+        raise DigitlabError(
+            f"--init {cfg.init}: a {ckpt['model_name']} checkpoint, but --model is {cfg.model}"
+        )
+    stored = dict(ckpt["model_config"])
+    clash = {k: v for k, v in cfg.model_config.items() if stored.get(k, v) != v}
+    if clash:
+        raise DigitlabError(
+            f"--init {cfg.init}: the checkpoint's network has "
+            + ", ".join(f"{k}={stored[k]}" for k in clash)
+            + ", not "
+            + ", ".join(f"{k}={v}" for k, v in clash.items())
+        )
+    cfg.model_config = stored
+    return ckpt
+
+
+def _freeze_batchnorm(model: nn.Module) -> None:
+    """Batch-norm layers to eval mode: their running statistics stay as they are."""
+    for m in model.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.eval()
+
+
+def _outlier_pool(cfg: TrainConfig, s: _Splits, device: torch.device) -> torch.Tensor | None:
+    """With ``--outliers``: the run's outlier pieces (uint8, (POOL, 1, 28, 28), on ``device``),
+    made from its training split, the same on every rank and on resume (seeded)."""
+    if cfg.outliers <= 0:
+        return None
+    from digitlab.training.outliers import POOL, outlier_pieces
+
+    start = time.perf_counter()
+    n = min(POOL, len(s.train_y))  # no more pieces than digits: each draw is augmented anyway
+    pieces = outlier_pieces(s.train_x[:, 0].cpu().numpy(), n, seed=cfg.seed)
+    log.info("made %d outlier pieces in %.1f s", n, time.perf_counter() - start)
+    return torch.from_numpy(pieces).unsqueeze(1).to(device)
 
 
 def _resolve_resume(config: TrainConfig) -> tuple[TrainConfig, dict | None]:
@@ -548,6 +612,7 @@ class Trainer:
         device: torch.device | None = None,
         info: DistInfo | None = None,
         resume: dict | None = None,
+        init: dict | None = None,
         callbacks: list[TrainCallback] | None = None,
     ) -> None:
         self.cfg = cfg
@@ -560,8 +625,12 @@ class Trainer:
         torch.manual_seed(cfg.seed)  # model initialisation
         self.model_config = model_config(cfg.model, **cfg.model_config)
         self.model: nn.Module = create_model(cfg.model, **self.model_config).to(self.device)
+        if init is not None:
+            self.model.load_state_dict(init["state_dict"])
+            log.info("starting from the weights of %s", cfg.init)
         if cfg.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
+        self.outlier_pool = _outlier_pool(cfg, self.splits, self.device)
         # Equal shards: every rank takes the same number of steps.
         self.shard = len(self.splits.train_y) // self.info.world_size
         self.steps = math.ceil(self.shard / cfg.batch_size)
@@ -621,7 +690,13 @@ class Trainer:
         deg = degrade_config(cfg)
         # A generator of its own: --degrade leaves a run's shuffling and affine draws as they were.
         deg_gen = epoch_generator(cfg.seed + 104_729 + 7919 * info.rank, epoch, device)
+        out_gen = epoch_generator(cfg.seed + 15_485_863 + 7919 * info.rank, epoch, device)
+        n_out = round(cfg.outliers * cfg.batch_size) if self.outlier_pool is not None else 0
         self.train_model.train()
+        if cfg.init:
+            # A fine-tune keeps the initial network's normalisation statistics: a few epochs
+            # of batches holding outlier pieces would otherwise shift them under the digits.
+            _freeze_batchnorm(self.model)
         progress = _Progress(info.is_main, epoch, cfg.epochs, self.steps)
         watched = bool(self.callbacks) or progress.enabled
         loss_sum = torch.zeros((), device=device)
@@ -638,6 +713,7 @@ class Trainer:
                 if cfg.channels_last:
                     x = x.contiguous(memory_format=torch.channels_last)
                 y = s.train_y[idx]
+                outliers = self._outliers(n_out, aug, deg, out_gen) if n_out else None
                 lr = self.opt.param_groups[0]["lr"]
                 loss, logits = train_step(
                     self.train_model,
@@ -646,6 +722,7 @@ class Trainer:
                     y,
                     label_smoothing=cfg.label_smoothing,
                     autocast=self.autocast,
+                    outliers=outliers,
                 )
                 if self.sched is not None and cfg.scheduler in PER_BATCH_SCHEDULERS:
                     self.sched.step()
@@ -668,6 +745,21 @@ class Trainer:
             [loss_sum.item(), float(correct.item()), float(seen)], info, device
         )
         return {"train_loss": total_loss / total_seen, "train_acc": total_correct / total_seen}
+
+    def _outliers(
+        self, n: int, aug: AugmentConfig, deg: DegradeConfig | None, gen: torch.Generator
+    ) -> torch.Tensor:
+        """``n`` outlier pieces drawn from the pool, augmented and degraded like the digits."""
+        assert self.outlier_pool is not None
+        pick = torch.randint(len(self.outlier_pool), (n,), generator=gen, device=self.device)
+        x = self.outlier_pool[pick].float().div_(255)
+        if self.cfg.augment:
+            x = augment_batch(x, aug, gen)
+        if deg is not None:
+            x = degrade_batch(x, deg, gen)
+        if self.cfg.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x
 
     def evaluate(self) -> dict[str, float]:
         """Validation and test loss/accuracy (NaN for an absent split); keeps the validation

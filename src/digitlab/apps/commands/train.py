@@ -70,6 +70,17 @@ def add_train_options(p: argparse.ArgumentParser) -> None:
         "gamma, noise, perspective/elastic warp; training.augment.DegradeConfig); bare --degrade "
         "= 0.5, default 0 (off)",
     )
+    g.add_argument(
+        "--outliers",
+        type=float,
+        nargs="?",
+        const=0.25,
+        metavar="FRACTION",
+        help="outlier exposure: add FRACTION x batch-size pieces that are not one digit (two "
+        "touching, half of one, one with part of a neighbour; training.outliers) to each batch, "
+        "trained toward 'none of the ten'; they teach number reading where to cut. Bare "
+        "--outliers = 0.25, default 0 (off)",
+    )
     g.add_argument("--label-smoothing", type=float)
     g.add_argument(
         "--early-stopping",
@@ -99,6 +110,12 @@ def add_train_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--run-dir", help="where to write the run (default runs/<time>-<model>)")
     g.add_argument("--data-dir", help="folder with MNIST (else $DIGITLAB_DATA, cache, download)")
     g.add_argument("--resume", metavar="PATH", help="continue a run from its last.pt")
+    g.add_argument(
+        "--init",
+        metavar="CKPT",
+        help="start from this checkpoint's weights (a fine-tune: its network, and its batch-norm "
+        "statistics kept); a path or a bundled name such as default",
+    )
 
 
 _MODEL_OVERRIDES = ("width", "depth")
