@@ -27,7 +27,7 @@ pytestmark = pytest.mark.slow  # build + venv + PyPI installs: measured 75 s her
 
 ROOT = Path(__file__).resolve().parent.parent
 WEB_ASSETS = sorted(p.name for p in (ROOT / "src/digitlab/apps/web").iterdir() if p.is_file())
-WEIGHTS = ("default.pt", "default.onnx", "ensemble.pt")
+WEIGHTS = ("default.pt", "default.onnx", "ensemble.pt", "cut_scorer.pt", "cut_scorer.onnx")
 # What the README tells a torch-free machine to install, besides the wheel.
 RUNTIME = ("numpy", "pillow", "onnxruntime")
 SERVE = ("fastapi", "uvicorn", "python-multipart")
@@ -137,6 +137,13 @@ def test_predict_and_serve_without_torch(dist: dict[str, Path], tmp_path: Path) 
     where = _run([str(py), "-c", "import digitlab; print(digitlab.__file__)"], env=env)
     assert str(venv) in where.stdout  # the installed wheel, not this checkout
     print(f"\nvenv without torch: {_tree_mb(venv):.0f} MB")
+
+    # Number reading scores its cuts with the bundled cut scorer's ONNX export here.
+    code = (
+        "import digitlab; r = digitlab.load_model(); s = r.cut_scorer(); "
+        "print(s is not r, s.info.backend)"
+    )
+    assert _run([str(py), "-c", code], env=env).stdout.split() == ["True", "onnx"]
 
     image = _seven(tmp_path / "seven.png")
     out = _run([str(bin_dir / "digitlab"), "predict", str(image), "--format", "json"], env=env)

@@ -10,12 +10,18 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from typing import Any
 
 from digitlab.core.constants import BACKENDS
 from digitlab.core.device import DEVICE_CHOICES, is_device_name
 from digitlab.core.errors import CheckpointError, DigitlabError
-from digitlab.core.resolve import ResolvedModel, is_bundled_name, resolve_model
+from digitlab.core.resolve import (
+    ResolvedModel,
+    is_bundled_name,
+    resolve_cut_scorer,
+    resolve_model,
+)
 from digitlab.engine.recognizer import Recognizer
 
 log = logging.getLogger(__name__)
@@ -65,11 +71,26 @@ def load_model(model: Any = None, backend: str = "auto", device: str = "cpu") ->
     if resolved.kind == "onnx":
         if device != "cpu":
             raise DigitlabError(f"{resolved.path}: an .onnx file runs on the CPU (device cpu)")
-        return _onnx_recognizer(resolved.path)
-    return _torch_recognizer(resolved, device)
+        return _onnx_recognizer(resolved.path, cut_scorer=_cut_scorer(onnx=True))
+    return _torch_recognizer(resolved, device, cut_scorer=_cut_scorer(onnx=False))
 
 
-def _onnx_recognizer(path: os.PathLike) -> Recognizer:
+def _cut_scorer(*, onnx: bool) -> Callable[[], Recognizer]:
+    """A loader of the bundled cut scorer (``core.resolve.BUNDLED_CUT_SCORER``) for the same
+    runtime as the reading model (ONNX Runtime, or PyTorch on the CPU)."""
+
+    def load() -> Recognizer:
+        resolved = resolve_cut_scorer(onnx=onnx)
+        if onnx:
+            return _onnx_recognizer(resolved.path)
+        return _torch_recognizer(resolved)
+
+    return load
+
+
+def _onnx_recognizer(
+    path: os.PathLike, *, cut_scorer: Callable[[], Recognizer] | None = None
+) -> Recognizer:
     """A recogniser running an ``.onnx`` file with ONNX Runtime (imported lazily)."""
     log.debug("loading ONNX model %s", path)
     try:
@@ -79,10 +100,15 @@ def _onnx_recognizer(path: os.PathLike) -> Recognizer:
             f"ONNX model {path}: the ONNX backend cannot be imported ({exc}); "
             "pip install 'digitlab[onnx]'"
         ) from None
-    return Recognizer(OnnxBackend(path))
+    return Recognizer(OnnxBackend(path), cut_scorer=cut_scorer)
 
 
-def _torch_recognizer(resolved: ResolvedModel, device: str = "cpu") -> Recognizer:
+def _torch_recognizer(
+    resolved: ResolvedModel,
+    device: str = "cpu",
+    *,
+    cut_scorer: Callable[[], Recognizer] | None = None,
+) -> Recognizer:
     """A recogniser running a checkpoint with PyTorch on ``device``."""
     if not torch_available():
         where = "the bundled model" if resolved.bundled else str(resolved.path)
@@ -98,7 +124,7 @@ def _torch_recognizer(resolved: ResolvedModel, device: str = "cpu") -> Recognize
     where = resolve_device(device)  # an absent GPU fails here, by name
     network, ckpt = load_model_from_checkpoint(resolved.path)
     record = ModelRecord.from_checkpoint(ckpt, count_parameters(network))
-    return Recognizer(TorchBackend(network, record, where))
+    return Recognizer(TorchBackend(network, record, where), cut_scorer=cut_scorer)
 
 
 def available_models() -> list[str]:

@@ -20,6 +20,11 @@ BUNDLED_ONNX = WEIGHTS_DIR / "default.onnx"
 # The accuracy option: an ensemble of four seeds of the default model's recipe, about 4x the
 # latency (MODEL_CARD.md).
 BUNDLED_ENSEMBLE = WEIGHTS_DIR / "ensemble.pt"
+# The cut scorer: the default model fine-tuned with outlier pieces (MODEL_CARD.md), whose
+# confidence and energy say which candidate cuts of a number are whole digits. Number reading
+# scores cuts with it and reads the digits it cuts out with the recogniser's own model.
+BUNDLED_CUT_SCORER = WEIGHTS_DIR / "cut_scorer.pt"
+BUNDLED_CUT_SCORER_ONNX = WEIGHTS_DIR / "cut_scorer.onnx"
 # What ``--model`` / ``load_model()`` accept instead of a path: these names mean the default
 # model (as does no model at all), this one the ensemble.
 DEFAULT_MODEL_NAMES = ("default", "bundled")
@@ -67,6 +72,14 @@ def resolve_model(model: str | os.PathLike | None, *, prefer_onnx: bool = False)
         what = "ONNX model" if kind == "onnx" else "checkpoint"
         raise CheckpointError(f"{what} {path}: no such file")
     return ResolvedModel(path, kind, False)
+
+
+def resolve_cut_scorer(*, onnx: bool) -> ResolvedModel:
+    """The bundled cut scorer: its ONNX export when ``onnx``, else its checkpoint. Raises
+    :class:`CheckpointError` when the file is missing from the installation."""
+    if onnx:
+        return ResolvedModel(_shipped(BUNDLED_CUT_SCORER_ONNX), "onnx", True)
+    return ResolvedModel(_shipped(BUNDLED_CUT_SCORER), "torch", True)
 
 
 def _shipped(path: Path) -> Path:

@@ -46,7 +46,8 @@ import base64
 import dataclasses
 import io
 import logging
-from collections.abc import Iterable, Sequence
+import threading
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -278,9 +279,20 @@ def make_prediction(
 class Recognizer:
     """Preprocessing + a backend + calibrated probabilities; see the module docstring."""
 
-    def __init__(self, backend: Backend, *, backend_name: str | None = None) -> None:
-        """Wrap ``backend``; ``backend_name`` overrides the name it reports."""
+    def __init__(
+        self,
+        backend: Backend,
+        *,
+        backend_name: str | None = None,
+        cut_scorer: Callable[[], Recognizer] | None = None,
+    ) -> None:
+        """Wrap ``backend``; ``backend_name`` overrides the name it reports. ``cut_scorer``
+        loads (once, on the first :meth:`read_number`) the recogniser whose readings score a
+        number's candidate cuts; without one, or if it fails to load, this one scores them."""
         self.backend = backend
+        self._cut_scorer_loader = cut_scorer
+        self._cut_scorer: Recognizer | None = None
+        self._cut_scorer_lock = threading.Lock()
         # What the model is (name, temperature, energy scale, accuracies, which runtime).
         self.info: ModelRecord = backend.record
         if backend_name:
@@ -291,6 +303,23 @@ class Recognizer:
 
     def __repr__(self) -> str:
         return f"Recognizer({self.info.name!r}, backend={self.info.backend!r})"
+
+    def cut_scorer(self) -> Recognizer:
+        """The recogniser that scores a number's candidate cuts (see ``cut_scorer`` above)."""
+        if self._cut_scorer is None:
+            with self._cut_scorer_lock:
+                if self._cut_scorer is None:
+                    self._cut_scorer = self._load_cut_scorer()
+        return self._cut_scorer
+
+    def _load_cut_scorer(self) -> Recognizer:
+        if self._cut_scorer_loader is None:
+            return self
+        try:
+            return self._cut_scorer_loader()
+        except DigitlabError as exc:
+            log.warning("numbers: cuts scored by the reading model (%s)", exc)
+            return self
 
     # -- raw model access ------------------------------------------------------------------
 
@@ -429,7 +458,9 @@ class Recognizer:
         each a list of (x, y) or (x, y, t_ms) points in ``image``'s pixels. With them, strokes
         drawn one after another that overlap horizontally make one digit (a 4 or 5 drawn in
         two strokes) and digits drawn touching still come apart; the model still decides
-        between reading neighbours apart or together. Returns the digits left to right with
+        between reading neighbours apart or together. The candidate cuts are scored by
+        :meth:`cut_scorer` (the bundled cut scorer for models loaded by ``load_model``); the
+        digits cut out are read by this recogniser's model. Returns the digits left to right with
         their boxes (input-image pixels) and predictions; ``number`` is "" when the image
         holds no ink. Bad ``strokes`` raise DigitlabError naming the problem.
         """
@@ -451,13 +482,15 @@ class Recognizer:
                 polarity=ink.polarity,
             )
 
+        scorer = self.cut_scorer()
+
         def read(option: list[Segment]) -> list[Reading]:
             pres = [prepare(s) for s in option]
             if not all(p.has_ink for p in pres):
                 return [Reading(0, 0.0)] * len(option)
-            scaled = self.logits(np.stack([p.image for p in pres])) / self.temperature
+            scaled = scorer.logits(np.stack([p.image for p in pres])) / scorer.temperature
             probs = softmax(scaled, 1.0)
-            energy = self._energy(scaled)
+            energy = scorer._energy(scaled)
             return [
                 Reading(int(row.argmax()), float(row.max()), float(e))
                 for row, e in zip(probs, energy, strict=True)

@@ -18,6 +18,7 @@ Input is the ink map of :func:`digitlab.engine.ink.extract_ink` (uint8, ink = 25
    one is over-segmented at the valleys of its column ink profile and the best sequence of
    pieces found by dynamic programming (touching digits); a group joined from several pieces
    may also be read as those pieces apart. Every candidate digit is scored by the model's
+   (the recogniser's cut scorer, a network trained to tell whole digits from wrong cuts)
    log-probability, how much the model's logits look like a whole digit's (their energy, see
    WHOLE_ENERGY: half a 0 may be read as a confident 6, but with weak logits) and a shape prior
    (:func:`piece_score`); every extra cut costs a little.

@@ -53,7 +53,8 @@ def load_recognizer(settings: ServerSettings) -> Any:
     """Load ``settings.model`` for serving (raises CheckpointError), its threads set once:
     ONNX Runtime's through ``$DIGITLAB_ORT_THREADS`` (unless already set), PyTorch's with
     :func:`digitlab.engine.backends.torch.set_inference_threads`; a PyTorch network is then
-    traced and frozen (:meth:`~digitlab.engine.backends.torch.TorchBackend.trace`)."""
+    traced and frozen (:meth:`~digitlab.engine.backends.torch.TorchBackend.trace`). The cut
+    scorer number reading uses is loaded here too."""
     from digitlab.api import load_model
 
     os.environ.setdefault(ENV_ORT_THREADS, str(settings.threads))
@@ -67,6 +68,7 @@ def load_recognizer(settings: ServerSettings) -> Any:
         trace = getattr(recognizer.backend, "trace", None)  # a frozen trace: less CPU a pass
         if trace is not None:
             trace()
+    recognizer.cut_scorer()  # loaded now, not by the first /api/number request
     return recognizer
 
 
