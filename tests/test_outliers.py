@@ -117,3 +117,13 @@ def test_bad_outlier_options_are_clear_errors(argv, message, capsys, monkeypatch
     assert main(argv) == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "runs").exists()
+
+
+def test_a_trainer_built_directly_starts_from_init(tmp_path: Path, mnist) -> None:
+    from digitlab.training.trainer import Trainer
+
+    cfg = TrainConfig(init="default", train_samples=200, val_size=100, eval_test=False)
+    trainer = Trainer(cfg, tmp_path / "run", data=mnist)
+    init = load_checkpoint("default")["state_dict"]
+    assert torch.equal(trainer.model.state_dict()["fc.weight"], init["fc.weight"])
+    assert cfg.model_config == load_checkpoint("default")["model_config"]

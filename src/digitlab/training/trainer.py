@@ -598,8 +598,9 @@ class Trainer:
     :func:`train` builds one and calls :meth:`fit`, which loops :meth:`train_epoch`,
     :meth:`evaluate` and :meth:`end_epoch` (checkpoints, metrics.csv, curves, events), then
     :meth:`calibrate`. The images are ``splits`` (else ``data``, else MNIST); ``resume`` is a
-    ``last.pt`` checkpoint dict to continue from. Under torchrun the network is wrapped in
-    DistributedDataParallel and only rank 0 writes files.
+    ``last.pt`` checkpoint dict to continue from; ``init`` the ``--init`` checkpoint dict to
+    start from (loaded from ``cfg.init`` when not given). Under torchrun the network is wrapped
+    in DistributedDataParallel and only rank 0 writes files.
     """
 
     def __init__(
@@ -622,6 +623,8 @@ class Trainer:
         self.best_path, self.last_path = self.run_dir / "best.pt", self.run_dir / "last.pt"
         self.callbacks: list[TrainCallback] = list(callbacks or [])
         self.splits = splits if splits is not None else prepare_splits(cfg, data, self.device)
+        if init is None and cfg.init and resume is None:
+            init = _load_init(cfg)  # train() passes it loaded: a bad --init fails first there
         torch.manual_seed(cfg.seed)  # model initialisation
         self.model_config = model_config(cfg.model, **cfg.model_config)
         self.model: nn.Module = create_model(cfg.model, **self.model_config).to(self.device)
