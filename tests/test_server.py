@@ -892,3 +892,24 @@ def test_cli_refuses_a_port_in_use_before_loading(capsys):
     lines = [line for line in err.splitlines() if line.strip()]
     assert len(lines) == 1, err
     assert f"port {port}" in err and "--port" in err and "model.pt" not in err
+
+
+@pytest.mark.parametrize("backend", ["torch", "onnx"])
+def test_the_served_model_and_its_cut_scorer_are_ready_at_start(backend, monkeypatch):
+    """load_recognizer loads the cut scorer with the model (not on the first number), and on
+    PyTorch traces both networks."""
+    import torch
+
+    from digitlab.apps.server.app import load_recognizer
+    from digitlab.core.settings import ENV_ORT_THREADS
+
+    monkeypatch.setenv(ENV_ORT_THREADS, "1")  # what load_recognizer sets, undone afterwards
+    threads = torch.get_num_threads()
+    try:
+        rec = load_recognizer(ServerSettings(backend=backend, threads=1))
+    finally:
+        torch.set_num_threads(threads)
+    scorer = rec._cut_scorer
+    assert scorer is not None and scorer is not rec and scorer.info.backend == backend
+    if backend == "torch":
+        assert rec.backend.traced is not None and scorer.backend.traced is not None

@@ -54,21 +54,22 @@ def load_recognizer(settings: ServerSettings) -> Any:
     ONNX Runtime's through ``$DIGITLAB_ORT_THREADS`` (unless already set), PyTorch's with
     :func:`digitlab.engine.backends.torch.set_inference_threads`; a PyTorch network is then
     traced and frozen (:meth:`~digitlab.engine.backends.torch.TorchBackend.trace`). The cut
-    scorer number reading uses is loaded here too."""
+    scorer number reading uses is loaded (and traced) here too."""
     from digitlab.api import load_model
 
     os.environ.setdefault(ENV_ORT_THREADS, str(settings.threads))
     recognizer = load_model(
         settings.model, backend=serving_backend(settings), device=settings.device
     )
+    scorer = recognizer.cut_scorer()  # loaded now, not by the first /api/number request
     if recognizer.info.backend == "torch":
         from digitlab.engine.backends.torch import set_inference_threads
 
         set_inference_threads(settings.threads)
-        trace = getattr(recognizer.backend, "trace", None)  # a frozen trace: less CPU a pass
-        if trace is not None:
-            trace()
-    recognizer.cut_scorer()  # loaded now, not by the first /api/number request
+        for network in {id(r.backend): r.backend for r in (recognizer, scorer)}.values():
+            trace = getattr(network, "trace", None)  # a frozen trace: less CPU a pass
+            if trace is not None:
+                trace()
     return recognizer
 
 
