@@ -125,6 +125,7 @@ def test_healthz_and_model_info(client, recognizer):
     assert info["parameters"] == recognizer.info.parameters > 0
     assert info["backend"] in {"torch", "onnx"}
     assert info["source"] == str(recognizer.info.source)
+    assert Path(info["cut_scorer"]).name in {"cut_scorer.pt", "cut_scorer.onnx"}
     assert info["limits"]["max_body_bytes"] == DEFAULT_MAX_BODY_BYTES
     assert "png" in info["limits"]["formats"]
 

@@ -93,6 +93,11 @@ class ModelOut(BaseModel):
     temperature: float
     val_accuracy: float | None
     test_accuracy: float | None
+    cut_scorer: str | None = Field(
+        default=None,
+        description="where the network that scores a number's candidate cuts was loaded from "
+        "(null: the model scores them itself)",
+    )
     limits: Limits
     feedback: dict[str, Any] | None = Field(
         default=None,

@@ -16,8 +16,9 @@ router = APIRouter(tags=["service"])
 
 @router.get("/api/model", response_model=ModelOut, summary="The model")
 async def model(service: Service, request: Request) -> dict[str, Any]:
-    """Which model answers, where it was loaded from, its accuracy, the input limits, and
-    whether this server keeps corrections (``feedback``; null when it has no feedback API)."""
+    """Which model answers, where it was loaded from, its accuracy, where the network that
+    scores a number's cuts came from, the input limits, and whether this server keeps
+    corrections (``feedback``; null when it has no feedback API)."""
     settings = service.settings
     limits = Limits(
         max_body_bytes=settings.max_body_bytes,
@@ -26,8 +27,11 @@ async def model(service: Service, request: Request) -> dict[str, Any]:
         formats=[f.pillow.lower() for f in IMAGE_FORMATS],
     )
     feedback = getattr(request.app.state, "feedback", None)
+    rec = service.recognizer
+    scorer = rec.cut_scorer() if hasattr(rec, "cut_scorer") else rec
     return {
-        **service.recognizer.info.to_dict(),
+        **rec.info.to_dict(),
+        "cut_scorer": None if scorer is rec else str(scorer.info.source),
         "limits": limits,
         "feedback": feedback.status() if feedback is not None else None,
     }
