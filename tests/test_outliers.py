@@ -13,13 +13,21 @@ from digitlab.apps.cli import main
 from digitlab.core.errors import DigitlabError
 from digitlab.engine.calibrate import logsumexp
 from digitlab.training.checkpoint import build_model, load_checkpoint
-from digitlab.training.outliers import SIDE, _big, fragment, outlier_pieces, pair
+from digitlab.training.evaluate import predict_logits
+from digitlab.training.outliers import (
+    SIDE,
+    _big,
+    _ink_columns,
+    fragment,
+    outlier_pieces,
+    pair,
+)
 from digitlab.training.trainer import TrainConfig, train
 
 
 def _ink_width(a: np.ndarray) -> int:
-    cols = np.flatnonzero(a.max(axis=0) > 40)
-    return int(cols[-1] - cols[0] + 1)
+    x0, x1 = _ink_columns(a)
+    return x1 - x0
 
 
 def test_pieces_are_two_digits_or_part_of_one(mnist) -> None:
@@ -59,10 +67,7 @@ def _auroc(high: np.ndarray, low: np.ndarray) -> float:
 
 def _energies(ckpt_path: Path, images: np.ndarray) -> np.ndarray:
     """logsumexp of the raw logits (temperature 1: each run calibrates its own)."""
-    model = build_model(load_checkpoint(ckpt_path)).eval()
-    with torch.no_grad():
-        logits = model(torch.from_numpy(images).float().div(255).unsqueeze(1)).numpy()
-    return logsumexp(logits)
+    return logsumexp(predict_logits(build_model(load_checkpoint(ckpt_path)), images).numpy())
 
 
 def test_fine_tune_with_outliers_tells_pieces_from_digits(tmp_path: Path, mnist) -> None:
