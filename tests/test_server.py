@@ -447,26 +447,21 @@ def test_settings_defaults_and_environment_round_trip():
         ServerSettings(workers=0)
 
 
-def test_one_worker_by_default_while_corrections_are_kept(monkeypatch):
-    """'Improve' switches the model of the process that runs it, so a server keeping
-    corrections runs one process unless --workers is given (then it says what Improve does);
-    one keeping none runs one per core."""
-    import argparse
-
-    from digitlab.apps.commands.serve import choose_workers, workers_given
-    from digitlab.apps.feedback.options import FeedbackSettings
+def test_one_worker_per_core_by_default_whether_or_not_corrections_are_kept(monkeypatch):
+    """'Improve' switches every worker process (tests/test_feedback_shared.py), so keeping
+    corrections no longer holds a server to one process."""
+    from digitlab.apps.cli import build_parser
+    from digitlab.apps.commands.serve import settings_from_args, workers_given
+    from digitlab.apps.server.settings import default_workers
 
     monkeypatch.delenv("DIGITLAB_SERVE_WORKERS", raising=False)
-    two = ServerSettings(workers=2)
-    settings, note = choose_workers(two, FeedbackSettings(enabled=True), given=False)
-    assert settings.workers == 1 and "one worker process" in note
-    settings, note = choose_workers(two, FeedbackSettings(enabled=True), given=True)
-    assert settings.workers == 2 and "switches only the process that runs it" in note
-    assert choose_workers(two, FeedbackSettings(enabled=False), given=False) == (two, None)
-    assert not workers_given(argparse.Namespace(workers=None))
-    assert workers_given(argparse.Namespace(workers=2))
+    for flags in ([], ["--feedback"], ["--no-feedback"]):
+        args = build_parser("serve").parse_args(["serve", *flags])
+        assert not workers_given(args)
+        assert settings_from_args(args).workers == default_workers()
+    assert workers_given(build_parser("serve").parse_args(["serve", "--workers", "2"]))
     monkeypatch.setenv("DIGITLAB_SERVE_WORKERS", "2")
-    assert workers_given(argparse.Namespace(workers=None))
+    assert workers_given(build_parser("serve").parse_args(["serve"]))
 
 
 def test_cli_refuses_a_missing_model(capsys, tmp_path):
@@ -519,10 +514,17 @@ def free_port() -> int:
 def test_cli_serve_with_two_workers(samples, tmp_path):
     """``digitlab serve --workers 2`` prints its URL, answers, and stops cleanly on SIGINT.
 
-    It keeps corrections (on loopback by default) in the user's store, in every worker, and
-    refuses other sites' pages and Host names it does not serve (#17)."""
+    It keeps corrections (on loopback by default) in the user's store, in every worker, shares
+    the "Improve" job through a folder it removes at the end, and refuses other sites' pages
+    and Host names it does not serve (#17)."""
     port = free_port()
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "DIGITLAB_HOME": str(tmp_path)}
+    (tmp_path / "tmp").mkdir()
+    env = {
+        **os.environ,
+        "PYTHONUNBUFFERED": "1",
+        "DIGITLAB_HOME": str(tmp_path),
+        "TMPDIR": str(tmp_path / "tmp"),
+    }
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -557,7 +559,10 @@ def test_cli_serve_with_two_workers(samples, tmp_path):
                 time.sleep(0.3)
         assert f"{url}/" in "".join(output)
         assert "feedback: on, stored in" in "".join(output)
-        assert "switches only the process that runs it" in "".join(output)
+        folders = list((tmp_path / "tmp").glob("digitlab-serve-*"))
+        assert len(folders) == 1, folders  # where the workers share the "Improve" job
+        for _ in range(4):  # answered by either process: no job yet
+            assert httpx.get(f"{url}/api/feedback/improve", timeout=30).json()["state"] == "idle"
         for data in samples[0][:6]:
             r = httpx.post(f"{url}/api/predict", files={"file": ("d.png", data)}, timeout=30)
             assert r.status_code == 200
@@ -591,6 +596,7 @@ def test_cli_serve_with_two_workers(samples, tmp_path):
             proc.wait()
     reader.join(timeout=5)
     assert "Traceback" not in "".join(output), "".join(output)
+    assert not list((tmp_path / "tmp").glob("digitlab-serve-*"))  # removed when it stopped
 
 
 # ------------------------------------------------------------------------------------------

@@ -6,10 +6,15 @@ now (``digitlab.training.finetune``, one torch thread: the server keeps serving)
 result as the personal model, loads it, and only then calls ``set_recognizer(new)`` -- a single
 reference swap, so no request ever sees a half-loaded model and none fails during the switch.
 A refused model (MNIST validation dropped) changes nothing.
+
+In a server of several worker processes the job is shared (:mod:`.shared`): one job at a time
+across them, every process reports it, and every process follows the model it installs
+(:meth:`Improver.follow`, called by :class:`FollowImprovements` before each request).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 import time
@@ -18,12 +23,15 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from digitlab.apps.feedback.shared import SharedJob
 from digitlab.core.errors import DigitlabError
 
 log = logging.getLogger(__name__)
 
 # Fine-tuning threads while the server keeps serving on the other cores.
 BACKGROUND_THREADS = 1
+# Seconds between two publications of a shared job's progress (state changes go at once).
+SHARE_PROGRESS_S = 0.25
 
 
 @dataclass
@@ -52,37 +60,70 @@ class ImproveStatus:
 class Improver:
     """One background fine-tuning job at a time for a :class:`FeedbackContext`-like object
     (``store``, ``get_recognizer()``, ``set_recognizer(rec)``; ``extra["finetune"]`` may hold
-    :class:`~digitlab.training.finetune.FinetuneConfig` overrides)."""
+    :class:`~digitlab.training.finetune.FinetuneConfig` overrides).
 
-    def __init__(self, ctx: Any) -> None:
+    With ``shared`` (the worker processes of one server), the job is one across them: see
+    :mod:`digitlab.apps.feedback.shared`."""
+
+    def __init__(self, ctx: Any, shared: SharedJob | None = None) -> None:
         self.ctx = ctx
+        self.shared = shared
         self._lock = threading.Lock()
         self._status = ImproveStatus()
         self._thread: threading.Thread | None = None
+        self._published = 0.0  # when the shared status was last written
+        self._generation = 0  # the shared model generation this process answers with
+        self._follow_lock = threading.Lock()
 
     @property
     def running(self) -> bool:
-        """Whether a job is in progress."""
-        return self._status.state == "running"
+        """Whether a job is in progress (in this process or, when shared, in another)."""
+        if self._status.state == "running":
+            return True
+        return self.shared is not None and self.shared.locked()
 
     def status(self) -> dict[str, Any]:
-        """The job's state as a dict."""
+        """The job's state as a dict (when shared and the job ran in another process, as that
+        process published it)."""
         with self._lock:
-            return self._status.to_dict()
+            local = self._status.to_dict()
+        if self.shared is None or local["state"] == "running":
+            return local
+        published = self.shared.read_status()
+        if published is None:
+            return local
+        if published.get("state") == "running" and not self.shared.locked():
+            published = {
+                **published,
+                "state": "failed",
+                "message": "improving failed: the server process running it stopped",
+            }
+        return published
 
     def _set(self, **changes: Any) -> None:
         with self._lock:
             for key, value in changes.items():
                 setattr(self._status, key, value)
+            if self.shared is None:
+                return
+            now = time.monotonic()
+            if "state" not in changes and now - self._published < SHARE_PROGRESS_S:
+                return
+            self._published = now
+            status = self._status.to_dict()
+        self.shared.write_status(status)
 
     def start(self) -> None:
         """Snapshot the corrections and start fine-tuning; DigitlabError when a job is already
         running or there is nothing to learn from."""
         from digitlab.training.finetune import corrections_to_arrays
 
+        busy = DigitlabError("the model is already being improved; wait for it to finish")
         with self._lock:
             if self._status.state == "running":
-                raise DigitlabError("the model is already being improved; wait for it to finish")
+                raise busy
+            if self.shared is not None and not self.shared.acquire():
+                raise busy  # by another worker process of this server
             self._status = ImproveStatus(state="running", message="starting", started=time.time())
         try:
             images, labels, groups, skipped = corrections_to_arrays(self.ctx.store)
@@ -91,9 +132,11 @@ class Improver:
             base = self._base_checkpoint()
         except BaseException as exc:
             self._set(state="idle", message=str(exc))
+            self._release()
             raise
         count = len(set(groups.tolist()))
-        self._set(corrections=count, message=f"improving from {count} corrections")
+        # with "state", published at once: the other processes now report the job
+        self._set(state="running", corrections=count, message=f"improving from {count} corrections")
         self._thread = threading.Thread(
             target=self._run,
             args=(images, labels, groups, skipped, base),
@@ -138,6 +181,8 @@ class Improver:
             # on the device the answering model runs on (a server started with --device cuda)
             device = str(getattr(self.ctx.get_recognizer().info, "device", "cpu") or "cpu")
             new = load_model(str(path), device=device)
+            if self.shared is not None:  # before the switch and "done": see .shared
+                self._generation = self.shared.publish_model(str(path))
             self.ctx.set_recognizer(new)  # one reference swap: requests never see a gap
             self._set(
                 state="done",
@@ -151,3 +196,54 @@ class Improver:
         except Exception as exc:  # shown to the user; the old model keeps answering
             log.exception("improving the model failed")
             self._set(state="failed", progress=1.0, message=f"improving failed: {exc}")
+        finally:
+            self._release()
+
+    def _release(self) -> None:
+        if self.shared is not None:
+            self.shared.release()
+
+    def follow(self) -> bool:
+        """Switch to the model another process's job installed, when it is newer than the
+        one answering here (blocking: call it off the event loop). True when it switched."""
+        from digitlab.api import load_model
+
+        assert self.shared is not None, "only a shared job has models to follow"
+        with self._follow_lock:
+            record = self.shared.read_model()
+            if record is None or int(record.get("generation", 0)) <= self._generation:
+                return False
+            generation, path = int(record["generation"]), str(record.get("model"))
+            device = str(getattr(self.ctx.get_recognizer().info, "device", "cpu") or "cpu")
+            try:
+                new = load_model(path, device=device)
+            except Exception:  # a damaged file: keep answering with the model loaded
+                log.exception("cannot load the improved model %s; keeping the current one", path)
+                self._generation = generation
+                return False
+            self.ctx.set_recognizer(new)
+            self._generation = generation
+            log.info("switched to the improved model %s (generation %d)", path, generation)
+            return True
+
+
+class FollowImprovements:
+    """ASGI middleware: before each HTTP request, switch to the model a job in another worker
+    process installed (see :mod:`.shared`). Requests that arrive while the model loads wait
+    for it, so none after the job's "done" is answered by the old model."""
+
+    def __init__(self, app: Any, improver: Improver) -> None:
+        assert improver.shared is not None
+        self.app = app
+        self.improver = improver
+        self.shared = improver.shared
+        self._pending: asyncio.Future | None = None
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            if self.shared.model_changed():
+                loop = asyncio.get_running_loop()
+                self._pending = loop.run_in_executor(None, self.improver.follow)
+            if self._pending is not None and not self._pending.done():
+                await asyncio.shield(self._pending)
+        await self.app(scope, receive, send)

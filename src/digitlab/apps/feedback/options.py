@@ -25,6 +25,7 @@ from digitlab.apps.feedback.security import (
     is_loopback,
     parse_allowed_hosts,
 )
+from digitlab.apps.feedback.shared import ENV_SHARED
 from digitlab.apps.feedback.store import ENV_FEEDBACK_DB, ENV_FEEDBACK_MAX
 from digitlab.core.constants import MAX_IMAGE_PIXELS
 
@@ -46,6 +47,9 @@ class FeedbackSettings:
     max_corrections: int | None = None  # None = $DIGITLAB_FEEDBACK_MAX or the default cap
     max_pixels: int = MAX_IMAGE_PIXELS
     missing: str | None = None  # why feedback is off although it would be on by default
+    # the folder the worker processes of one server share the "Improve" job through
+    # (apps.feedback.shared; set by run_server for --workers N, None in one process)
+    shared_dir: str | None = None
 
     def to_env(self) -> dict[str, str]:
         """These settings as environment variables, for ``--workers N`` processes (each
@@ -60,6 +64,8 @@ class FeedbackSettings:
             env[ENV_FEEDBACK_DB] = self.db
         if self.max_corrections is not None:
             env[ENV_FEEDBACK_MAX] = str(self.max_corrections)
+        if self.shared_dir:
+            env[ENV_SHARED] = self.shared_dir
         return env
 
     def banner(self) -> str:
@@ -144,6 +150,7 @@ def settings_from_args(
         db=getattr(args, "feedback_db", None) or env.get(ENV_FEEDBACK_DB, "").strip() or None,
         max_corrections=max_corrections,
         missing=missing,
+        shared_dir=env.get(ENV_SHARED, "").strip() or None,
     )
 
 

@@ -4,7 +4,9 @@
 
 adds the Host check as the outermost middleware, includes the router, and opens the store on
 ``app.state.feedback``. Call it after the app's own middleware is added; close the store with
-``ctx.close()`` in the lifespan's shutdown.
+``ctx.close()`` in the lifespan's shutdown. In a worker process of ``--workers N``
+(``settings.shared_dir``), the "Improve" job is shared with the other processes, and a
+middleware makes this one follow the models it installs (:mod:`digitlab.apps.feedback.shared`).
 """
 
 from __future__ import annotations
@@ -12,9 +14,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from digitlab.apps.feedback.improve import FollowImprovements, Improver
 from digitlab.apps.feedback.options import FeedbackSettings
 from digitlab.apps.feedback.routes import FeedbackContext, router
 from digitlab.apps.feedback.security import HostCheckMiddleware
+from digitlab.apps.feedback.shared import SharedJob
 
 
 def install_feedback(
@@ -29,9 +33,12 @@ def install_feedback(
     ``get_recognizer()`` returns the model answering now; ``set_recognizer(rec)`` switches it
     (for "Improve"). Raises StoreError when feedback is on and the store cannot be opened.
     """
+    ctx = FeedbackContext.open(settings, get_recognizer, set_recognizer)
+    if settings.enabled and settings.shared_dir:
+        ctx.improver = Improver(ctx, SharedJob(settings.shared_dir))
+        app.add_middleware(FollowImprovements, improver=ctx.improver)
     app.add_middleware(HostCheckMiddleware, allowed_hosts=settings.allowed_hosts)
     app.include_router(router)
-    ctx = FeedbackContext.open(settings, get_recognizer, set_recognizer)
     app.state.feedback = ctx
     return ctx
 

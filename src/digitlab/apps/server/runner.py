@@ -10,12 +10,16 @@ a coroutine on the event loop, so a slow client holds a socket, never a worker t
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import errno
 import inspect
 import logging
 import os
+import shutil
 import socket
-from collections.abc import Callable
+import tempfile
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import uvicorn
@@ -129,12 +133,28 @@ def run_server(
         return
     if settings.port == 0:
         raise DigitlabError("port 0 (any free port) needs a single worker; choose a port")
-    os.environ.update(settings.to_env())
-    if feedback is not None:
-        os.environ.update(feedback.to_env())
-    if on_ready is not None:
-        on_ready(settings.url)
-    _run_workers(uvicorn.Config(APP_FACTORY, factory=True, workers=settings.workers, **options))
+    with _shared_folder(feedback) as feedback:
+        os.environ.update(settings.to_env())
+        if feedback is not None:
+            os.environ.update(feedback.to_env())
+        if on_ready is not None:
+            on_ready(settings.url)
+        _run_workers(uvicorn.Config(APP_FACTORY, factory=True, workers=settings.workers, **options))
+
+
+@contextlib.contextmanager
+def _shared_folder(feedback: Any) -> Iterator[Any]:
+    """The feedback settings with a folder the worker processes share the "Improve" job
+    through (:mod:`digitlab.apps.feedback.shared`), removed when the server stops; unchanged
+    when feedback is off."""
+    if feedback is None or not feedback.enabled:
+        yield feedback
+        return
+    folder = tempfile.mkdtemp(prefix="digitlab-serve-")
+    try:
+        yield dataclasses.replace(feedback, shared_dir=folder)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _run_workers(config: uvicorn.Config) -> None:

@@ -41,8 +41,8 @@ DEFAULT_BATCH_ITEMS = 64
 # timeout_keep_alive), and seconds a request's body may take to arrive once its headers have.
 DEFAULT_KEEP_ALIVE_S = 5
 DEFAULT_BODY_TIMEOUT_S = 30.0
-# Server processes (--workers), by default one per usable core, at most MAX_DEFAULT_WORKERS
-# (`digitlab serve` keeps one while corrections are kept: commands.serve.choose_workers).
+# Server processes (--workers), by default one per usable core, at most MAX_DEFAULT_WORKERS,
+# whether or not corrections are kept ("Improve" switches them all: apps.feedback.shared).
 # A process is bound by its interpreter lock (HTTP parsing, preprocessing): measured with
 # `benchmarks/serve_load.py --compare-workers 1 2` on the shared 2-core development machine
 # (clients on the same cores, alternating windows): 32 clients, 91.8 requests/s with 1 worker,
