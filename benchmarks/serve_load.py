@@ -68,6 +68,7 @@ from PIL import Image, ImageDraw
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import RESULTS, machine, mnist_dir
+from digitlab.apps.server.settings import default_workers
 
 REPO = Path(__file__).resolve().parents[1]
 TARGET_SINGLE_SMALL_RATIO = 2.0
@@ -290,7 +291,8 @@ def start_digitlab(
 ) -> tuple[subprocess.Popen, str]:
     port = free_port()
     cmd = [sys.executable, "-m", "digitlab", "serve", "--port", str(port), "--no-access-log"]
-    cmd += ["--workers", str(workers or args.workers)]
+    if workers or args.workers:  # else the default, as a user starts it
+        cmd += ["--workers", str(workers or args.workers)]
     if args.model:
         cmd += ["--model", args.model]
     if args.backend:
@@ -973,7 +975,8 @@ def measure(args: argparse.Namespace) -> dict:
         "payload": what,
         "payload_bytes": {k: len(v) for k, v in pngs.items()},
         "server": {
-            "workers": args.workers,
+            "workers": args.workers or default_workers(),
+            "workers_default": args.workers is None,
             "model": args.model or "bundled",
             "backend": args.backend or "auto",
             "device": args.device or "cpu",
@@ -1045,7 +1048,9 @@ def markdown(report: dict) -> str:
         "",
         f"Payloads: {report['payload']} as a 28x28 PNG ({sizes['small']:,} bytes) and on a "
         f"{CANVAS}x{CANVAS} canvas ({sizes['canvas']:,} bytes), `POST /api/predict` multipart. "
-        f"digitlab: {server['workers']} worker(s), model `{server['model']}`, backend "
+        f"digitlab: {server['workers']} worker(s)"
+        f"{' (its default on this machine)' if server.get('workers_default') else ''}, "
+        f"model `{server['model']}`, backend "
         f"`{server['backend']}`, device `{server.get('device', 'cpu')}`, code from "
         f"{server['source']}. Reference: FastAPI + ONNX "
         "Runtime + `default.onnx` (decode, grey, resize, one forward pass, JSON).",
@@ -1139,7 +1144,11 @@ def main(argv: list[str] | None = None) -> int:
         help="seconds of the mixed load (0 skips it)",
     )
     parser.add_argument("--fuzz", type=int, default=DEFAULT_FUZZ, help="malformed requests")
-    parser.add_argument("--workers", type=int, default=1, help="digitlab server processes")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        help="digitlab server processes (default: digitlab serve's own, one per core at most 4)",
+    )
     parser.add_argument(
         "--compare-workers",
         type=int,
