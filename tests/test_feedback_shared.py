@@ -93,7 +93,8 @@ def test_two_workers_report_one_job_and_both_switch_to_its_model(
     recognizer, tmp_path, monkeypatch, mnist
 ):
     """A job started in one server is reported (and refused a second time) by the other; once
-    either says "done", both answer with the improved model, and none failed meanwhile."""
+    either says "done", both answer with the improved model, loaded as each loads its models at
+    start, and no request failed meanwhile."""
     import digitlab.training.finetune as finetune_module
     from digitlab.apps.server import ServerSettings, create_app
     from digitlab.core.resolve import BUNDLED_MODEL
@@ -160,5 +161,7 @@ def test_two_workers_report_one_job_and_both_switch_to_its_model(
             )
             assert r.status_code == 200 and r.json()["digit"] == int(mnist.test_labels[0])
         assert httpx.get(f"{b}/api/feedback/improve").json() == status
-    for app in apps:
+    for app in apps:  # loaded as the server loads models: traced, with its cut scorer traced
+        rec = app.state.service.recognizer
+        assert rec.backend.traced is not None and rec.cut_scorer().backend.traced is not None
         app.state.feedback.close()

@@ -59,8 +59,9 @@ class ImproveStatus:
 
 class Improver:
     """One background fine-tuning job at a time for a :class:`FeedbackContext`-like object
-    (``store``, ``get_recognizer()``, ``set_recognizer(rec)``; ``extra["finetune"]`` may hold
-    :class:`~digitlab.training.finetune.FinetuneConfig` overrides).
+    (``store``, ``get_recognizer()``, ``set_recognizer(rec)``, optionally ``load_model(path)``;
+    ``extra["finetune"]`` may hold :class:`~digitlab.training.finetune.FinetuneConfig`
+    overrides).
 
     With ``shared`` (the worker processes of one server), the job is one across them: see
     :mod:`digitlab.apps.feedback.shared`."""
@@ -159,8 +160,18 @@ class Improver:
             return source
         return "default"
 
-    def _run(self, images: Any, labels: Any, groups: Any, skipped: int, base: str | None) -> None:
+    def _load(self, path: str) -> Any:
+        """The model at ``path``, loaded as the app loads models (``ctx.load_model``), else on
+        the device the answering model runs on (a server started with --device cuda)."""
+        load = getattr(self.ctx, "load_model", None)
+        if load is not None:
+            return load(path)
         from digitlab.api import load_model
+
+        device = str(getattr(self.ctx.get_recognizer().info, "device", "cpu") or "cpu")
+        return load_model(path, device=device)
+
+    def _run(self, images: Any, labels: Any, groups: Any, skipped: int, base: str | None) -> None:
         from digitlab.apps.feedback import personal
         from digitlab.core.userdata import user_data_dir
         from digitlab.training.finetune import FinetuneConfig, FinetuneRefusedError, finetune
@@ -178,9 +189,7 @@ class Improver:
             report = finetune(images, labels, groups, cfg, progress=progress, skipped=skipped)
             self._set(progress=0.96, message="switching to the new model")
             path = personal.install(Path(report.checkpoint))
-            # on the device the answering model runs on (a server started with --device cuda)
-            device = str(getattr(self.ctx.get_recognizer().info, "device", "cpu") or "cpu")
-            new = load_model(str(path), device=device)
+            new = self._load(str(path))
             if self.shared is not None:  # before the switch and "done": see .shared
                 self._generation = self.shared.publish_model(str(path))
             self.ctx.set_recognizer(new)  # one reference swap: requests never see a gap
@@ -206,17 +215,14 @@ class Improver:
     def follow(self) -> bool:
         """Switch to the model another process's job installed, when it is newer than the
         one answering here (blocking: call it off the event loop). True when it switched."""
-        from digitlab.api import load_model
-
         assert self.shared is not None, "only a shared job has models to follow"
         with self._follow_lock:
             record = self.shared.read_model()
             if record is None or int(record.get("generation", 0)) <= self._generation:
                 return False
             generation, path = int(record["generation"]), str(record.get("model"))
-            device = str(getattr(self.ctx.get_recognizer().info, "device", "cpu") or "cpu")
             try:
-                new = load_model(path, device=device)
+                new = self._load(path)
             except Exception:  # a damaged file: keep answering with the model loaded
                 log.exception("cannot load the improved model %s; keeping the current one", path)
                 self._generation = generation

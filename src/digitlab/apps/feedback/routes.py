@@ -78,6 +78,9 @@ class FeedbackContext:
     set_recognizer: Callable[[Any], None] | None = None
     improver: Any = None  # an :class:`~digitlab.apps.feedback.improve.Improver`, made lazily
     extra: dict[str, Any] = field(default_factory=dict)
+    # how the app loads a model it switches to (a path -> a recogniser): a server's own loader
+    # sets its threads, traces a PyTorch network and loads the cut scorer, as at start
+    load_model: Callable[[str], Any] | None = None
 
     @classmethod
     def open(
@@ -85,12 +88,13 @@ class FeedbackContext:
         settings: FeedbackSettings,
         get_recognizer: Callable[[], Any],
         set_recognizer: Callable[[Any], None] | None = None,
+        load_model: Callable[[str], Any] | None = None,
     ) -> FeedbackContext:
         """Open the store the settings name (none when feedback is off). Raises StoreError."""
         store = None
         if settings.enabled:
             store = FeedbackStore(settings.db, max_corrections=settings.max_corrections)
-        return cls(settings, store, get_recognizer, set_recognizer)
+        return cls(settings, store, get_recognizer, set_recognizer, load_model=load_model)
 
     def close(self) -> None:
         """Close the store (call in the lifespan's shutdown)."""

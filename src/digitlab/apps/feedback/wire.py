@@ -27,13 +27,16 @@ def install_feedback(
     *,
     get_recognizer: Callable[[], Any],
     set_recognizer: Callable[[Any], None] | None = None,
+    load_model: Callable[[str], Any] | None = None,
 ) -> FeedbackContext:
     """Add the Host check, the ``/api/feedback`` routes and ``app.state.feedback`` to ``app``.
 
     ``get_recognizer()`` returns the model answering now; ``set_recognizer(rec)`` switches it
-    (for "Improve"). Raises StoreError when feedback is on and the store cannot be opened.
+    (for "Improve"); ``load_model(path)`` loads the model it switches to (default:
+    :func:`digitlab.api.load_model` on the current model's device). Raises StoreError when
+    feedback is on and the store cannot be opened.
     """
-    ctx = FeedbackContext.open(settings, get_recognizer, set_recognizer)
+    ctx = FeedbackContext.open(settings, get_recognizer, set_recognizer, load_model)
     if settings.enabled and settings.shared_dir:
         ctx.improver = Improver(ctx, SharedJob(settings.shared_dir))
         app.add_middleware(FollowImprovements, improver=ctx.improver)

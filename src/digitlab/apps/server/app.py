@@ -6,6 +6,7 @@ one each) and warmed up with one prediction before the first request is accepted
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import logging
 import os
@@ -128,7 +129,11 @@ def create_app(
     app.state.feedback = None
     if feedback is not None:  # last, so that its Host check is the outermost middleware
         get, put = service_accessors(app)
-        install_feedback(app, feedback, get_recognizer=get, set_recognizer=put)
+
+        def load(path: str) -> Any:  # as at start: threads, a traced network, the cut scorer
+            return load_recognizer(dataclasses.replace(settings, model=path))
+
+        install_feedback(app, feedback, get_recognizer=get, set_recognizer=put, load_model=load)
     return app
 
 
