@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Request
+from fastapi.concurrency import run_in_threadpool
 
 from digitlab import __version__
 from digitlab.apps.server.routes.deps import Service
@@ -28,7 +29,8 @@ async def model(service: Service, request: Request) -> dict[str, Any]:
     )
     feedback = getattr(request.app.state, "feedback", None)
     rec = service.recognizer
-    scorer = rec.cut_scorer() if hasattr(rec, "cut_scorer") else rec
+    # off the loop: an app given its recogniser (tests, embedders) loads the scorer here, once
+    scorer = await run_in_threadpool(rec.cut_scorer) if hasattr(rec, "cut_scorer") else rec
     return {
         **rec.info.to_dict(),
         "cut_scorer": None if scorer is rec else str(scorer.info.source),
