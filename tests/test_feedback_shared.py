@@ -89,12 +89,14 @@ def digit_png(image: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
+@pytest.mark.parametrize("backend", ["auto", "onnx"])
 def test_two_workers_report_one_job_and_both_switch_to_its_model(
-    recognizer, tmp_path, monkeypatch, mnist
+    recognizer, tmp_path, monkeypatch, mnist, backend
 ):
     """A job started in one server is reported (and refused a second time) by the other; once
     either says "done", both answer with the improved model, loaded as each loads its models at
-    start, and no request failed meanwhile."""
+    start, and no request failed meanwhile. With --backend onnx (which names the bundled
+    model's file) the improved checkpoint still loads."""
     import digitlab.training.finetune as finetune_module
     from digitlab.apps.server import ServerSettings, create_app
     from digitlab.core.resolve import BUNDLED_MODEL
@@ -124,7 +126,7 @@ def test_two_workers_report_one_job_and_both_switch_to_its_model(
     shared = tmp_path / "shared"
     shared.mkdir()
     feedback = FeedbackSettings(db=str(tmp_path / "fb.sqlite3"), shared_dir=str(shared))
-    settings = ServerSettings(access_log=False)
+    settings = ServerSettings(access_log=False, backend=backend)
     apps = [create_app(settings, recognizer=recognizer, feedback=feedback) for _ in range(2)]
     with BackgroundServer(apps[0]) as a, BackgroundServer(apps[1]) as b:
         for i in range(12):

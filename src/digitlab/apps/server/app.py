@@ -131,7 +131,9 @@ def create_app(
         get, put = service_accessors(app)
 
         def load(path: str) -> Any:  # as at start: threads, a traced network, the cut scorer
-            return load_recognizer(dataclasses.replace(settings, model=path))
+            # (the backend by the file: --backend onnx named the bundled model's, and the
+            # improved model is a checkpoint)
+            return load_recognizer(dataclasses.replace(settings, model=path, backend="auto"))
 
         install_feedback(app, feedback, get_recognizer=get, set_recognizer=put, load_model=load)
     return app
