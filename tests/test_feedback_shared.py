@@ -9,7 +9,6 @@ tested with a real process.
 
 from __future__ import annotations
 
-import io
 import shutil
 import subprocess
 import sys
@@ -18,15 +17,14 @@ import time
 from pathlib import Path
 
 import httpx
-import numpy as np
 import pytest
-from PIL import Image
 
 pytest.importorskip("sqlalchemy")
 
 from digitlab.apps.feedback.improve import Improver
 from digitlab.apps.feedback.options import FeedbackSettings
 from digitlab.apps.feedback.shared import SharedJob
+from test_feedback_api import digit_png
 
 HOLD_LOCK = (
     "import sys, time\n"
@@ -83,12 +81,6 @@ def test_a_job_whose_process_died_is_reported_failed(tmp_path):
     assert not improver.running
 
 
-def digit_png(image: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    Image.fromarray(255 - image).resize((112, 112)).save(buf, format="PNG")
-    return buf.getvalue()
-
-
 @pytest.mark.parametrize("backend", ["auto", "onnx"])
 def test_two_workers_report_one_job_and_both_switch_to_its_model(
     recognizer, tmp_path, monkeypatch, mnist, backend
@@ -128,11 +120,12 @@ def test_two_workers_report_one_job_and_both_switch_to_its_model(
     feedback = FeedbackSettings(db=str(tmp_path / "fb.sqlite3"), shared_dir=str(shared))
     settings = ServerSettings(access_log=False, backend=backend)
     apps = [create_app(settings, recognizer=recognizer, feedback=feedback) for _ in range(2)]
+    first = digit_png(mnist.test_images[0], scale=4)
     with BackgroundServer(apps[0]) as a, BackgroundServer(apps[1]) as b:
         for i in range(12):
             r = httpx.post(
                 f"{(a, b)[i % 2]}/api/feedback",
-                files={"file": ("d.png", digit_png(mnist.test_images[i]))},
+                files={"file": ("d.png", digit_png(mnist.test_images[i], scale=4))},
                 data={"label": str(mnist.test_labels[i])},
             )
             assert r.status_code == 201, r.text
@@ -149,7 +142,8 @@ def test_two_workers_report_one_job_and_both_switch_to_its_model(
         while (status := httpx.get(f"{a}/api/feedback/improve").json())["state"] == "running":
             assert time.monotonic() < deadline, status
             r = httpx.post(
-                f"{a}/api/predict", files={"file": ("d.png", digit_png(mnist.test_images[0]))}
+                f"{a}/api/predict",
+                files={"file": ("d.png", first)},
             )
             assert r.status_code == 200  # no request fails while the job runs or switches
             time.sleep(0.05)
@@ -159,7 +153,8 @@ def test_two_workers_report_one_job_and_both_switch_to_its_model(
             model = httpx.get(f"{url}/api/model").json()
             assert model["source"].endswith("personal.pt") and model["backend"] == "torch"
             r = httpx.post(
-                f"{url}/api/predict", files={"file": ("d.png", digit_png(mnist.test_images[0]))}
+                f"{url}/api/predict",
+                files={"file": ("d.png", first)},
             )
             assert r.status_code == 200 and r.json()["digit"] == int(mnist.test_labels[0])
         assert httpx.get(f"{b}/api/feedback/improve").json() == status
