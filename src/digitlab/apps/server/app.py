@@ -67,7 +67,7 @@ def load_recognizer(settings: ServerSettings) -> Any:
         from digitlab.engine.backends.torch import set_inference_threads
 
         set_inference_threads(settings.threads)
-        for network in {id(r.backend): r.backend for r in (recognizer, scorer)}.values():
+        for network in dict.fromkeys((recognizer.backend, scorer.backend)):  # once if the same
             trace = getattr(network, "trace", None)  # a frozen trace: less CPU a pass
             if trace is not None:
                 trace()
