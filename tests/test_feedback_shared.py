@@ -18,6 +18,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import torch
 
 pytest.importorskip("sqlalchemy")
 
@@ -25,6 +26,8 @@ from digitlab.apps.feedback.improve import Improver
 from digitlab.apps.feedback.options import FeedbackSettings
 from digitlab.apps.feedback.shared import SharedJob
 from test_feedback_api import digit_png
+
+CUDA = torch.cuda.is_available()
 
 HOLD_LOCK = (
     "import sys, time\n"
@@ -81,14 +84,25 @@ def test_a_job_whose_process_died_is_reported_failed(tmp_path):
     assert not improver.running
 
 
-@pytest.mark.parametrize("backend", ["auto", "onnx"])
+@pytest.mark.parametrize(
+    ("backend", "device"),
+    [
+        ("auto", "cpu"),
+        ("onnx", "cpu"),
+        pytest.param(
+            "auto",
+            "cuda",
+            marks=pytest.mark.skipif(not CUDA, reason="no CUDA GPU on this machine"),
+        ),
+    ],
+)
 def test_two_workers_report_one_job_and_both_switch_to_its_model(
-    recognizer, tmp_path, monkeypatch, mnist, backend
+    recognizer, tmp_path, monkeypatch, mnist, backend, device
 ):
     """A job started in one server is reported (and refused a second time) by the other; once
     either says "done", both answer with the improved model, loaded as each loads its models at
-    start, and no request failed meanwhile. With --backend onnx (which names the bundled
-    model's file) the improved checkpoint still loads."""
+    start (on the server's device), and no request failed meanwhile. With --backend onnx (which
+    names the bundled model's file) the improved checkpoint still loads."""
     import digitlab.training.finetune as finetune_module
     from digitlab.apps.server import ServerSettings, create_app
     from digitlab.core.resolve import BUNDLED_MODEL
@@ -118,7 +132,7 @@ def test_two_workers_report_one_job_and_both_switch_to_its_model(
     shared = tmp_path / "shared"
     shared.mkdir()
     feedback = FeedbackSettings(db=str(tmp_path / "fb.sqlite3"), shared_dir=str(shared))
-    settings = ServerSettings(access_log=False, backend=backend)
+    settings = ServerSettings(access_log=False, backend=backend, device=device)
     apps = [create_app(settings, recognizer=recognizer, feedback=feedback) for _ in range(2)]
     first = digit_png(mnist.test_images[0], scale=4)
     with BackgroundServer(apps[0]) as a, BackgroundServer(apps[1]) as b:
@@ -152,13 +166,16 @@ def test_two_workers_report_one_job_and_both_switch_to_its_model(
         for url in (a, b):
             model = httpx.get(f"{url}/api/model").json()
             assert model["source"].endswith("personal.pt") and model["backend"] == "torch"
+            assert model["device"].startswith(device), model
             r = httpx.post(
                 f"{url}/api/predict",
                 files={"file": ("d.png", first)},
             )
             assert r.status_code == 200 and r.json()["digit"] == int(mnist.test_labels[0])
         assert httpx.get(f"{b}/api/feedback/improve").json() == status
-    for app in apps:  # loaded as the server loads models: traced, with its cut scorer traced
+    for app in apps:  # loaded as the server loads models: traced on a CPU (not on a GPU); the
+        # cut scorer runs PyTorch on the CPU whatever the reading model's device, traced
         rec = app.state.service.recognizer
-        assert rec.backend.traced is not None and rec.cut_scorer().backend.traced is not None
+        traced = (rec.backend.traced is not None, rec.cut_scorer().backend.traced is not None)
+        assert traced == (device == "cpu", True), traced
         app.state.feedback.close()
