@@ -21,7 +21,7 @@ The loop itself is :class:`Trainer`; :func:`train` sets up the process (device, 
 directory, log file) around it. Progress reaches callbacks as typed events
 (:mod:`digitlab.training.events`).
 
-One module (~890 lines) because the Trainer, its config, the schedule and the run directory
+One module (~1,000 lines) because the Trainer, its config, the schedule and the run directory
 are one life cycle (start, resume, epoch, checkpoint, calibrate); events, plots, augmentation,
 evaluation and checkpoints are their own modules.
 """
@@ -105,6 +105,9 @@ class TrainConfig:
     # Outlier exposure: pieces that are not one whole digit (training.outliers) added to each
     # batch, this many per digit, with the uniform distribution as their target; 0 = off.
     outliers: float = 0.0
+    # Engine views: training digits rendered as users' images (low resolution, soft, marker)
+    # and preprocessed by the engine (training.engine_views), this many per digit; 0 = off.
+    engine_views: float = 0.0
     init: str | None = None  # start from this checkpoint's weights (a fine-tune)
     label_smoothing: float = 0.0
     early_stopping: int | None = None  # patience in epochs without a better val accuracy
@@ -151,6 +154,10 @@ class TrainConfig:
             (0 <= self.label_smoothing < 1, "--label-smoothing must be in [0, 1)"),
             (0 <= self.degrade <= 1, f"--degrade must be in [0, 1], got {self.degrade}"),
             (0 <= self.outliers <= 1, f"--outliers must be in [0, 1], got {self.outliers}"),
+            (
+                0 <= self.engine_views <= 1,
+                f"--engine-views must be in [0, 1], got {self.engine_views}",
+            ),
             (
                 is_device_name(self.device),
                 f"--device must be {DEVICE_CHOICES}, got {self.device!r}",
@@ -548,6 +555,29 @@ def _outlier_pool(cfg: TrainConfig, s: _Splits, device: torch.device) -> torch.T
     return torch.from_numpy(pieces).unsqueeze(1).to(device)
 
 
+def _view_pool(
+    cfg: TrainConfig, s: _Splits, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """With ``--engine-views``: the run's engine views (uint8 ``(POOL, 1, 28, 28)``) and their
+    labels, on ``device``, made from its training split; the same on every rank and on resume
+    (seeded)."""
+    if cfg.engine_views <= 0:
+        return None
+    from digitlab.training.engine_views import POOL, engine_views
+
+    start = time.perf_counter()
+    n = min(POOL, len(s.train_y))
+    digits = s.train_x[:, 0].cpu().numpy()
+    views, labels, rejected = engine_views(digits, s.train_y.cpu().numpy(), n, seed=cfg.seed)
+    log.info(
+        "made %d engine views in %.1f s (%d read as blank, drawn again)",
+        n,
+        time.perf_counter() - start,
+        rejected,
+    )
+    return torch.from_numpy(views).unsqueeze(1).to(device), torch.from_numpy(labels).to(device)
+
+
 def _resolve_resume(config: TrainConfig) -> tuple[TrainConfig, dict | None]:
     """With ``--resume``: the stored config (epochs/device may be changed) and the checkpoint."""
     if not config.resume:
@@ -634,6 +664,7 @@ class Trainer:
         if cfg.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.outlier_pool = _outlier_pool(cfg, self.splits, self.device)
+        self.view_pool = _view_pool(cfg, self.splits, self.device)
         # Equal shards: every rank takes the same number of steps.
         self.shard = len(self.splits.train_y) // self.info.world_size
         self.steps = math.ceil(self.shard / cfg.batch_size)
@@ -695,6 +726,8 @@ class Trainer:
         deg_gen = epoch_generator(cfg.seed + 104_729 + 7919 * info.rank, epoch, device)
         out_gen = epoch_generator(cfg.seed + 15_485_863 + 7919 * info.rank, epoch, device)
         n_out = round(cfg.outliers * cfg.batch_size) if self.outlier_pool is not None else 0
+        view_gen = epoch_generator(cfg.seed + 32_452_843 + 7919 * info.rank, epoch, device)
+        n_view = round(cfg.engine_views * cfg.batch_size) if self.view_pool is not None else 0
         self.train_model.train()
         if cfg.init:
             # A fine-tune keeps the initial network's normalisation statistics: a few epochs
@@ -716,6 +749,9 @@ class Trainer:
                 if cfg.channels_last:
                     x = x.contiguous(memory_format=torch.channels_last)
                 y = s.train_y[idx]
+                if n_view:
+                    views, view_y = self._views(n_view, aug, view_gen)
+                    x, y = torch.cat([x, views]), torch.cat([y, view_y])
                 outliers = self._outliers(n_out, aug, deg, out_gen) if n_out else None
                 lr = self.opt.param_groups[0]["lr"]
                 loss, logits = train_step(
@@ -763,6 +799,21 @@ class Trainer:
         if self.cfg.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         return x
+
+    def _views(
+        self, n: int, aug: AugmentConfig, gen: torch.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``n`` engine views drawn from the pool and their labels, augmented (affine) like the
+        digits; not degraded: they are already what the engine makes of degraded images."""
+        assert self.view_pool is not None
+        pool, labels = self.view_pool
+        pick = torch.randint(len(pool), (n,), generator=gen, device=self.device)
+        x = pool[pick].float().div_(255)
+        if self.cfg.augment:
+            x = augment_batch(x, aug, gen)
+        if self.cfg.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x, labels[pick]
 
     def evaluate(self) -> dict[str, float]:
         """Validation and test loss/accuracy (NaN for an absent split); keeps the validation

@@ -81,6 +81,17 @@ def add_train_options(p: argparse.ArgumentParser) -> None:
         "trained toward 'none of the ten'; they teach number reading where to cut. Bare "
         "--outliers = 0.25, default 0 (off)",
     )
+    g.add_argument(
+        "--engine-views",
+        type=float,
+        nargs="?",
+        const=0.25,
+        metavar="FRACTION",
+        help="add FRACTION x batch-size training digits rendered as users' images (small "
+        "scans enlarged, soft photos, marker pens) and preprocessed by the engine "
+        "(training.engine_views) to each batch: the network trains on what it is given. Bare "
+        "--engine-views = 0.25, default 0 (off)",
+    )
     g.add_argument("--label-smoothing", type=float)
     g.add_argument(
         "--early-stopping",
