@@ -26,14 +26,11 @@ The ranges are the generator's own, written for this module; the report suite's 
 from __future__ import annotations
 
 import io
-import logging
 
 import numpy as np
 from PIL import Image, ImageFilter
 
 from digitlab.engine.preprocess import to_model_input
-
-log = logging.getLogger(__name__)
 
 KINDS = ("lowres", "soft", "marker")
 POOL = 20_000  # views made per run (at most one per training digit); each draw is augmented
@@ -48,6 +45,7 @@ SOFT_JPEG = (20, 90)  # JPEG quality
 MARKER_SIDE = (56, 160)  # px
 MARKER_GROW = (0.02, 0.08)  # square filter size as a share of the side (thicker pen)
 MARKER_THIN = 1 / 3  # share of marker views thinned instead (a hairline pen)
+MARKER_EDGE = 0.006  # Gaussian radius of the pen's soft edge, as a share of the side
 
 
 def _levels(rng: np.random.Generator, contrast: tuple[float, float]) -> tuple[float, float]:
@@ -116,7 +114,7 @@ def _marker(digit: np.ndarray, rng: np.random.Generator) -> Image.Image:
     else:
         size = 2 * max(1, round(side * rng.uniform(*MARKER_GROW) / 2)) + 1
         binary = binary.filter(ImageFilter.MaxFilter(size))
-    soft = binary.filter(ImageFilter.GaussianBlur(side * 0.006))
+    soft = binary.filter(ImageFilter.GaussianBlur(side * MARKER_EDGE))
     return _to_uint8(_paint(np.asarray(soft, np.float32) / 255.0, rng, (120.0, 240.0)))
 
 

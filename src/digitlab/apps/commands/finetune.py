@@ -43,6 +43,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--holdout", type=float, help="share of corrections held out for before/after (0.2)"
     )
     p.add_argument("--lr", type=float, help="peak learning rate (default 0.0005)")
+    p.add_argument(
+        "--label-smoothing",
+        type=float,
+        help="label smoothing of the loss (default: the base model's own, from its training)",
+    )
     p.add_argument("--seed", type=int)
     p.add_argument("--threads", type=int, help="torch threads (default: torch's)")
     p.add_argument("--data-dir", help="MNIST folder (default: $DIGITLAB_DATA, cache, download)")
@@ -84,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
         raise DigitlabError(f"{where}: no usable corrections to learn from")
     given = {
         name: getattr(args, name)
-        for name in ("steps", "holdout", "lr", "seed")
+        for name in ("steps", "holdout", "lr", "label_smoothing", "seed")
         if getattr(args, name) is not None
     }
     cfg = FinetuneConfig(
