@@ -9,8 +9,9 @@ from digitlab.core.resolve import BUNDLED_MODEL
 from digitlab.training.checkpoint import build_model, load_checkpoint
 from digitlab.training.evaluate import evaluate_model
 
-# The shipped model measures 99.73% (MODEL_CARD.md); the goal is 99.70%.
-MIN_TEST_ACCURACY = 0.9970
+# The shipped model measures 99.70% (MODEL_CARD.md), the goal. Compared as counts of
+# the 10,000 (a float32 accuracy of 9,970 / 10,000 is 0.99699998 < 0.997).
+MIN_TEST_CORRECT = 9970
 MAX_BUNDLE_BYTES = 5 * 1024 * 1024
 
 
@@ -18,7 +19,7 @@ def test_bundled_model_reaches_its_accuracy_on_the_real_test_set(mnist) -> None:
     ckpt = load_checkpoint(None)
     report = evaluate_model(build_model(ckpt), mnist.test_images, mnist.test_labels)
     assert report.n == 10_000
-    assert report.accuracy >= MIN_TEST_ACCURACY
+    assert round(report.accuracy * report.n) >= MIN_TEST_CORRECT
     # The number recorded in the checkpoint (and the model card) is the one we measure.
     assert abs(report.accuracy - ckpt["metrics"]["test_acc"]) < 1e-6
 
@@ -37,8 +38,8 @@ def test_evaluate_default_json(mnist_dir, capsys, tmp_path) -> None:
     )
     assert code == 0
     report = json.loads(capsys.readouterr().out)
-    assert report["n"] == 10_000 and report["accuracy"] >= MIN_TEST_ACCURACY
-    # Every digit is recognised; the weakest, 5, measures 99.44% recall.
+    assert report["n"] == 10_000 and round(report["accuracy"] * 10_000) >= MIN_TEST_CORRECT
+    # Every digit is recognised; the weakest, 9, measures 99.41% recall.
     assert min(m["recall"] for m in report["per_class"].values()) > 0.99
 
 
