@@ -68,14 +68,8 @@ def _to_uint8(grey: np.ndarray) -> Image.Image:
     return Image.fromarray(np.clip(np.rint(grey), 0, 255).astype(np.uint8))
 
 
-def _ink_box(digit: np.ndarray) -> tuple[int, int, int, int]:
-    rows = np.flatnonzero(digit.max(axis=1) > 0)
-    cols = np.flatnonzero(digit.max(axis=0) > 0)
-    return int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1
-
-
 def _lowres(digit: np.ndarray, rng: np.random.Generator) -> Image.Image:
-    x0, y0, x1, y1 = _ink_box(digit)
+    x0, y0, x1, y1 = Image.fromarray(digit).getbbox()  # the ink's box
     m = int(rng.integers(0, 4))
     crop = digit[max(0, y0 - m) : y1 + m, max(0, x0 - m) : x1 + m]
     h, w = crop.shape

@@ -741,13 +741,7 @@ class Trainer:
         try:
             for step in range(1, self.steps + 1):
                 idx = mine[(step - 1) * cfg.batch_size : step * cfg.batch_size]
-                x = s.train_x[idx].float().div_(255)
-                if cfg.augment:
-                    x = augment_batch(x, aug, aug_gen)
-                if deg is not None:
-                    x = degrade_batch(x, deg, deg_gen)
-                if cfg.channels_last:
-                    x = x.contiguous(memory_format=torch.channels_last)
+                x = self._as_input(s.train_x[idx], aug, deg, aug_gen, deg_gen)
                 y = s.train_y[idx]
                 if n_view:
                     views, view_y = self._views(n_view, aug, view_gen)
@@ -785,20 +779,33 @@ class Trainer:
         )
         return {"train_loss": total_loss / total_seen, "train_acc": total_correct / total_seen}
 
+    def _as_input(
+        self,
+        images: torch.Tensor,
+        aug: AugmentConfig,
+        deg: DegradeConfig | None,
+        aug_gen: torch.Generator,
+        deg_gen: torch.Generator,
+    ) -> torch.Tensor:
+        """uint8 ``(n, 1, 28, 28)`` images as the network trains on them: float in [0, 1],
+        augmented (with ``cfg.augment``), degraded (with ``deg``), channels-last (with
+        ``cfg.channels_last``)."""
+        x = images.float().div_(255)
+        if self.cfg.augment:
+            x = augment_batch(x, aug, aug_gen)
+        if deg is not None:
+            x = degrade_batch(x, deg, deg_gen)
+        if self.cfg.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x
+
     def _outliers(
         self, n: int, aug: AugmentConfig, deg: DegradeConfig | None, gen: torch.Generator
     ) -> torch.Tensor:
         """``n`` outlier pieces drawn from the pool, augmented and degraded like the digits."""
         assert self.outlier_pool is not None
         pick = torch.randint(len(self.outlier_pool), (n,), generator=gen, device=self.device)
-        x = self.outlier_pool[pick].float().div_(255)
-        if self.cfg.augment:
-            x = augment_batch(x, aug, gen)
-        if deg is not None:
-            x = degrade_batch(x, deg, gen)
-        if self.cfg.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        return x
+        return self._as_input(self.outlier_pool[pick], aug, deg, gen, gen)
 
     def _views(
         self, n: int, aug: AugmentConfig, gen: torch.Generator
@@ -808,12 +815,7 @@ class Trainer:
         assert self.view_pool is not None
         pool, labels = self.view_pool
         pick = torch.randint(len(pool), (n,), generator=gen, device=self.device)
-        x = pool[pick].float().div_(255)
-        if self.cfg.augment:
-            x = augment_batch(x, aug, gen)
-        if self.cfg.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        return x, labels[pick]
+        return self._as_input(pool[pick], aug, None, gen, gen), labels[pick]
 
     def evaluate(self) -> dict[str, float]:
         """Validation and test loss/accuracy (NaN for an absent split); keeps the validation
