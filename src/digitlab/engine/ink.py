@@ -93,6 +93,7 @@ FLATTEN_MIN_SIDE = 128
 # paper is uneven, it is read again as a photo (flattened, lines and frame removed), and the
 # model judges what that finds (ALTERNATIVE_MIN_ENERGY, as for tiny digits): a phone photo
 # cropped small with a shadow across it, whose global threshold cuts the shadow, not the ink.
+# (Numbers: Recognizer.read_number reads its digits, each judged the same way.)
 # Development set (a photo generator written for it, MNIST *training* digits, 300 images):
 # those under 128 px 52.3% -> 94.8% read, "no digit" 45.6% -> 3.1%; the larger ones, the tune
 # suite and benchmarks/hard_cases.py unchanged; small blank crops of shaded paper read as a
@@ -264,7 +265,9 @@ class InkImage:
     # A second reading for the model to judge (None if there is none), and its polarity
     # (``polarity`` is "none" when only this reading found ink): for photos the ink thresholded
     # without flattening the light; for an image whose only ink is a piece smaller than
-    # MIN_DIGIT_PIXELS, that piece (TINY_DIGIT_PIXELS and up).
+    # MIN_DIGIT_PIXELS, that piece (TINY_DIGIT_PIXELS and up); for a small image with no ink
+    # read as a scan, its reading as a photo (SMALL_PHOTO_MIN_SIDE; also without
+    # ``plain_reading``).
     plain: np.ndarray | None = None
     plain_polarity: str = "none"
 
@@ -1043,13 +1046,7 @@ def _extract_ink(source: Any, plain_reading: bool) -> InkImage:
         ):
             plain = None
         plain_polarity = "dark-on-light" if plain_dark else "light-on-dark"
-    if (
-        plain_reading
-        and not has_ink
-        and not photo
-        and alpha is None
-        and min(lum.shape) >= SMALL_PHOTO_MIN_SIDE
-    ):
+    if not has_ink and not photo and alpha is None and min(lum.shape) >= SMALL_PHOTO_MIN_SIDE:
         # No ink in a small image read as a scan: if its paper is uneven it may be a small
         # photo (a shadow across it); read it as one, the model judges (SMALL_PHOTO_MIN_SIDE).
         shot_dark, shot_ink, uneven = _polarity_and_ink(lum, SMALL_PHOTO_MIN_SIDE)

@@ -469,6 +469,13 @@ class Recognizer:
         top_k = _check_top_k(top_k)
         pen = check_strokes(strokes) if strokes is not None else []
         ink = extract_ink(image, plain_reading=False)
+        second = not ink.has_ink and ink.plain is not None
+        if second:
+            # a small photo read again as one (ink.SMALL_PHOTO_MIN_SIDE): its digits are kept
+            # only if each looks like a digit to the model (ALTERNATIVE_MIN_ENERGY, below)
+            ink = dataclasses.replace(
+                ink, ink=ink.plain, mask=ink.plain > 0, has_ink=True, polarity=ink.plain_polarity
+            )
         if not ink.has_ink:
             return NumberResult("", [])
         work_strokes = [s / ink.scale for s in pen]
@@ -499,6 +506,11 @@ class Recognizer:
         segments = segment_digits(ink.ink, read=read, strokes=work_strokes)
         pres = [prepare(s) for s in segments]
         keep = [(s, p) for s, p in zip(segments, pres, strict=True) if p.has_ink]
+        if second and (
+            not keep
+            or self.energies(np.stack([p.image for _, p in keep])).min() <= ALTERNATIVE_MIN_ENERGY
+        ):
+            return NumberResult("", [])
         preds = self.predict_preprocessed([p for _, p in keep], top_k=top_k)
         boxes = []
         for (_, pre), pred in zip(keep, preds, strict=True):
