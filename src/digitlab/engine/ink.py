@@ -935,6 +935,11 @@ def _border_dark(lum: np.ndarray) -> bool:
     return (paper - _pct(cdf, top)) > (_pct(cdf, 100.0 - top) - paper)
 
 
+def _polarity_name(dark: bool) -> str:
+    """The name a reading's polarity goes by (``InkImage.polarity``)."""
+    return "dark-on-light" if dark else "light-on-dark"
+
+
 def _as_ink(lum: np.ndarray, dark: bool) -> np.ndarray:
     """Brightness to ink (ink bright): inverted for dark ink on light paper."""
     if not dark:
@@ -1026,7 +1031,7 @@ def _extract_ink(source: Any, plain_reading: bool) -> InkImage:
         ink = _alpha_ink(lum, alpha)
     else:
         dark, ink, photo = _polarity_and_ink(lum)
-        polarity = "dark-on-light" if dark else "light-on-dark"
+        polarity = _polarity_name(dark)
     # Thresholded once: the specks' removal and, for a photo, the readings' agreement use it.
     thresholded, soft = _clean_ink(ink, photo, scale)
     mask = soft > 0
@@ -1045,7 +1050,7 @@ def _extract_ink(source: Any, plain_reading: bool) -> InkImage:
             and (has_ink or not _readings_agree(thresholded, plain))
         ):
             plain = None
-        plain_polarity = "dark-on-light" if plain_dark else "light-on-dark"
+        plain_polarity = _polarity_name(plain_dark)
     if not has_ink and not photo and alpha is None and min(lum.shape) >= SMALL_PHOTO_MIN_SIDE:
         # No ink in a small image read as a scan: if its paper is uneven it may be a small
         # photo (a shadow across it); read it as one, the model judges (SMALL_PHOTO_MIN_SIDE).
@@ -1054,7 +1059,7 @@ def _extract_ink(source: Any, plain_reading: bool) -> InkImage:
             _, shot = _clean_ink(shot_ink, True, scale)
             if shot.any():
                 plain = shot
-                plain_polarity = "dark-on-light" if shot_dark else "light-on-dark"
+                plain_polarity = _polarity_name(shot_dark)
     if plain_reading and plain is None and not has_ink and thresholded.any():
         # a digit under MIN_DIGIT_PIXELS: the model judges it (TINY_DIGIT_PIXELS)
         tiny = remove_specks(
