@@ -60,7 +60,8 @@ TINY_TARGET = 32
 FLAT_PCT = 1.0
 DIGITAL_PAPER_FRACTION = 0.5
 # Photos decide polarity at half resolution, after dividing by a box blur of 1/SHADING_CELLS
-# of the long side (wider than any stroke: a fat digit barely darkens it).
+# of the long side (wider than any stroke: a fat digit barely darkens it), the image mirrored
+# at its edges (see _box_blur_mirrored).
 POLARITY_REDUCE = 2
 SHADING_CELLS = 4
 
@@ -883,6 +884,22 @@ def threshold_ink(ink: np.ndarray) -> np.ndarray:
     return _lut(ink, table)
 
 
+def _box_blur_mirrored(a: np.ndarray, radius: int) -> np.ndarray:
+    """Mean of ``a`` (uint8) over a (2 radius + 1)^2 box, the image mirrored at its edges
+    (float32, same shape).
+
+    Pillow's BoxBlur repeats the edge pixels instead: a photo's outermost row -- often the
+    dark table past the sheet's edge, a few pixels wide -- would fill the box's outer part for
+    ``radius`` rows (half the box), darken the shading of the paper beside it and make that
+    paper look brighter than any ink is dark: the polarity test then reads dark ink as light.
+    Mirrored, the table counts for the width it has.
+    """
+    h, w = a.shape
+    padded = np.pad(a, radius, mode="symmetric")
+    blurred = Image.fromarray(padded).filter(ImageFilter.BoxBlur(radius))
+    return np.asarray(blurred, np.float32)[radius : radius + h, radius : radius + w]
+
+
 def _polarity_and_ink(
     lum: np.ndarray, min_side: int = FLATTEN_MIN_SIDE
 ) -> tuple[bool, np.ndarray, bool]:
@@ -899,10 +916,10 @@ def _polarity_and_ink(
     if digital or min(lum.shape) < min_side:
         dark = _ink_is_dark(lum)
     else:
-        small = Image.fromarray(lum).reduce(POLARITY_REDUCE)
-        radius = max(1, max(small.size) // SHADING_CELLS)
-        shading = np.asarray(small.filter(ImageFilter.BoxBlur(radius)), np.float32)
-        ratio = np.asarray(small, np.float32) / np.maximum(shading, 1.0)
+        small = np.asarray(Image.fromarray(lum).reduce(POLARITY_REDUCE))
+        radius = max(1, max(small.shape) // SHADING_CELLS)
+        shading = _box_blur_mirrored(small, radius)
+        ratio = small.astype(np.float32) / np.maximum(shading, 1.0)
         dark = _border_dark(_u8(ratio * 0.5))  # paper (ratio 1) at mid-grey
     ink, photo = flatten_background(_as_ink(lum, dark), multiplicative=dark, min_side=min_side)
     if photo:
