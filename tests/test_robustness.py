@@ -287,7 +287,7 @@ def test_a_photo_showing_the_table_past_the_page_is_read(recognizer, mnist):
     none = float(np.mean([p.digit is None for p in preds]))
     RESULTS["page_on_a_table"] = {"n": len(preds), "accuracy": acc, "no_digit": none}
     assert none <= 0.025  # 3 of 80 before the mirrored blur, 1 after
-    assert acc >= 0.95  # 93.75% before, 96.25% after
+    assert acc >= 0.95  # 93.75% before, 96.25% after, 97.5% with ink._past_the_sheet too
 
 
 def test_a_dark_table_along_the_edge_does_not_flip_the_ink(mnist):
@@ -306,6 +306,52 @@ def test_a_dark_table_along_the_edge_does_not_flip_the_ink(mnist):
     found = ink.extract_ink(np.clip(grey, 0, 255).astype(np.uint8))
     assert found.polarity == "dark-on-light"
     assert found.has_ink
+
+
+def _sheet_on_a_table(digit: np.ndarray | None, rng: np.random.Generator) -> bytes:
+    """A 500-800 px photo of a sheet (a digit 8-20% of its height, or none) that does not
+    fill the frame: a dark table (30-80) shows as a band 1-4% of the side along one or two
+    edges; the light falls off across the sheet; sensor noise and JPEG."""
+    from io import BytesIO
+
+    from PIL import Image
+
+    side = int(rng.integers(500, 801))
+    h = int(side * rng.uniform(0.08, 0.2))
+    alpha = np.zeros((side, side), np.float32)
+    if digit is not None:
+        y, x = (int(rng.integers(side // 8, side - h - side // 8)) for _ in range(2))
+        glyph = Image.fromarray(digit).resize((h, h), Image.BILINEAR)
+        alpha[y : y + h, x : x + h] = np.asarray(glyph, np.float32) / 255
+    yy, xx = np.mgrid[0:side, 0:side] / side
+    light = 1 - rng.uniform(0.1, 0.3) * (yy + xx) / 2
+    grey = light * (rng.uniform(200, 240) - rng.uniform(120, 170) * alpha)
+    table = rng.uniform(30, 80)
+    for edge in rng.choice(4, int(rng.integers(1, 3)), replace=False):
+        np.rot90(grey, edge)[: int(side * rng.uniform(0.01, 0.04))] = table  # a view: one edge
+    grey += rng.normal(0, 3, grey.shape)
+    buf = BytesIO()
+    Image.fromarray(np.clip(grey, 0, 255).astype(np.uint8)).save(buf, "JPEG", quality=85)
+    return buf.getvalue()
+
+
+def test_a_sheet_on_a_table_is_read_and_an_empty_one_is_not(recognizer, mnist):
+    # The table past the sheet's edge is ink touching the edge: flattening and line removal
+    # cut it into strips just inside the edge that read as a 1, and, darker than the digit,
+    # it set the threshold's stretch so that the digit failed the solid-ink test. Before
+    # ink._past_the_sheet paints it over: 28 of 40 digits read and 23 of 40 empty sheets
+    # read as a digit; after, 40 and 0.
+    rng = np.random.default_rng(940)
+    idx = rng.choice(len(mnist.test_labels), 40, replace=False)
+    digits = recognizer.predict_batch([_sheet_on_a_table(mnist.test_images[i], rng) for i in idx])
+    empty = recognizer.predict_batch([_sheet_on_a_table(None, rng) for _ in range(40)])
+    acc = float(
+        np.mean([p.digit == y for p, y in zip(digits, mnist.test_labels[idx], strict=True)])
+    )
+    read = sum(p.digit is not None for p in empty)
+    RESULTS["sheet_on_a_table"] = {"n": len(digits), "accuracy": acc, "empty_read": read}
+    assert acc >= 0.9
+    assert read <= 1
 
 
 def _shaded(grey: np.ndarray, rng: np.random.Generator) -> bytes:

@@ -82,6 +82,14 @@ LINE_REDUCE = 2
 # of it inside the border (beyond the sheet's edge, a photo may show the table).
 BORDER_CELLS = 50
 BORDER_INSET = 10
+# An edge row of a photo shows the table past the sheet when all of it but TABLE_ROW_SLACK
+# (noise, the sheet's corner in a slightly turned photo) is nearer the ink's extreme than the
+# paper (see _past_the_sheet); writing on the sheet, even a bar across a digit cropped tight,
+# leaves more of a row than that. Not tuned: "nearly the whole row".
+TABLE_ROW_SLACK = 0.1
+# ... and when, TABLE_EDGE_ROWS working pixels further in, the rows are paper again: the sheet's
+# edge is sharp (blur and JPEG smear it over a pixel or two), a gradient of light is not.
+TABLE_EDGE_ROWS = 3
 # Images whose short side is below this are scans or crops, not photos: no light flattening
 # and no photo rules for what touches the edge. Under it lie MNIST's 28x28, the UCI 8x8 and
 # small scans enlarged by any filter (a soft digit cropped tight, whose wide strokes the
@@ -902,9 +910,10 @@ def _box_blur_mirrored(a: np.ndarray, radius: int) -> np.ndarray:
 
 def _polarity_and_ink(
     lum: np.ndarray, min_side: int = FLATTEN_MIN_SIDE
-) -> tuple[bool, np.ndarray, bool]:
-    """Dark-ink flag, flattened ink map and photo flag for an opaque image (flattened when
-    its short side is at least ``min_side``).
+) -> tuple[bool, np.ndarray, bool, np.ndarray]:
+    """Dark-ink flag, flattened ink map, photo flag and the brightness read (``lum``, the
+    table past a photo's sheet painted over: :func:`_past_the_sheet`) for an opaque image
+    (flattened when its short side is at least ``min_side``).
 
     The histogram decides for digital images (most pixels exactly the paper's shade) and
     small ones. In a photo, shading can put the histogram's peak anywhere, so the histogram
@@ -921,10 +930,53 @@ def _polarity_and_ink(
         shading = _box_blur_mirrored(small, radius)
         ratio = small.astype(np.float32) / np.maximum(shading, 1.0)
         dark = _border_dark(_u8(ratio * 0.5))  # paper (ratio 1) at mid-grey
+        lum = _past_the_sheet(lum, dark)
     ink, photo = flatten_background(_as_ink(lum, dark), multiplicative=dark, min_side=min_side)
     if photo:
         ink = remove_lines(ink)
-    return dark, ink, photo
+    return dark, ink, photo, lum
+
+
+def _past_the_sheet(lum: np.ndarray, dark: bool) -> np.ndarray:
+    """``lum`` with the rows and columns at its edges that show what lies past the sheet
+    (the table) painted over with the paper just inside them.
+
+    An edge row is past the sheet when nearly all of it (TABLE_ROW_SLACK) lies nearer the
+    ink's extreme (the darkest few pixels for dark ink) than the paper's median, which writing
+    on the sheet never makes a row; and the sheet's edge is sharp: TABLE_EDGE_ROWS further in,
+    the rows are paper again (nearer the paper's median than half-way), which a gradient of
+    light across blank paper is not. Searched within 1/BORDER_INSET of the side, where
+    _border_dark already expects the table. Left alone, the table is ink at the edge: the
+    flattening and the line removal cut it into strips a few pixels inside the edge that pass
+    for strokes (an empty page read as a 1), and, darker than the ink, it sets the
+    threshold's stretch so that the digit fails the solid-ink test ("no digit").
+    """
+    cdf = _cdf(lum)
+    top = 100.0 * _top_fraction(lum.size)
+    paper = _pct(cdf, 50.0)
+    extreme = _pct(cdf, top) if dark else _pct(cdf, 100.0 - top)
+    half = (paper + extreme) / 2.0
+    out = lum
+    for turn in range(4):  # each edge in turn brought to the top
+        view = np.rot90(out, turn)
+        reach = view.shape[0] // BORDER_INSET
+        rows = np.sort(view[:reach], axis=1, kind="stable")  # a radix sort (uint8)
+        n = rows.shape[1] - 1
+        # each row's level but for its TABLE_ROW_SLACK nearest the paper
+        level = rows[:, round((1 - TABLE_ROW_SLACK) * n if dark else TABLE_ROW_SLACK * n)]
+        past = level < half if dark else level > half
+        k = int(np.argmin(past)) if not past.all() else reach
+        inside = k + TABLE_EDGE_ROWS
+        if k == 0 or inside >= reach:
+            continue
+        sheet = float(level[inside])
+        if abs(sheet - paper) > abs(sheet - half):  # not paper yet: light falling off
+            continue
+        if out is lum:
+            out = lum.copy()
+            view = np.rot90(out, turn)
+        view[:inside] = view[inside]
+    return out
 
 
 def _border_dark(lum: np.ndarray) -> bool:
@@ -1047,7 +1099,7 @@ def _extract_ink(source: Any, plain_reading: bool) -> InkImage:
         polarity = "alpha"
         ink = _alpha_ink(lum, alpha)
     else:
-        dark, ink, photo = _polarity_and_ink(lum)
+        dark, ink, photo, lum = _polarity_and_ink(lum)
         polarity = _polarity_name(dark)
     # Thresholded once: the specks' removal and, for a photo, the readings' agreement use it.
     thresholded, soft = _clean_ink(ink, photo, scale)
@@ -1071,7 +1123,7 @@ def _extract_ink(source: Any, plain_reading: bool) -> InkImage:
     if not has_ink and not photo and alpha is None and min(lum.shape) >= SMALL_PHOTO_MIN_SIDE:
         # No ink in a small image read as a scan: if its paper is uneven it may be a small
         # photo (a shadow across it); read it as one, the model judges (SMALL_PHOTO_MIN_SIDE).
-        shot_dark, shot_ink, uneven = _polarity_and_ink(lum, SMALL_PHOTO_MIN_SIDE)
+        shot_dark, shot_ink, uneven, _ = _polarity_and_ink(lum, SMALL_PHOTO_MIN_SIDE)
         if uneven:
             _, shot = _clean_ink(shot_ink, True, scale)
             if shot.any():
