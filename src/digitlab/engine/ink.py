@@ -694,6 +694,7 @@ def remove_specks(
     ink: np.ndarray,
     *,
     clear_edges: bool = False,
+    clear_rims: bool = False,
     edge_solid: float = EDGE_SOLID_FRACTION,
     scale: float = 1.0,
     min_digit_pixels: float = MIN_DIGIT_PIXELS,
@@ -704,7 +705,9 @@ def remove_specks(
     pixel of strong ink (>= STRONG_INK; hysteresis thresholding: faint residue of a shadow edge
     or paper grain never reaches it). With ``clear_edges`` (photos), pieces that are not
     writing are dropped (:func:`_is_frame`: a line across the image, the table beside the
-    sheet, noise); a digit that merely touches or is cut by the edge stays. Significant pieces
+    sheet, noise); a digit that merely touches or is cut by the edge stays. With ``clear_rims``
+    (a photo's plain reading, which keeps what touches the edge for a digit cropped tight),
+    only the rims are dropped (:func:`_is_rim`: the table beside the sheet). Significant pieces
     span at least MIN_DIGIT_PIXELS input pixels and SIGNIFICANT_FRACTION of the tallest
     piece's height, so a small digit on a large page is read, and specks beside a digit are
     not. Smaller pieces count when they touch the significant ink's box grown by PART_MARGIN.
@@ -721,6 +724,8 @@ def remove_specks(
     comps = [c for c in comps if has_strong[c.label]]
     if clear_edges:
         comps = [c for c in comps if not _is_frame(ink, labels, c, factor, edge_solid)]
+    elif clear_rims:
+        comps = [c for c in comps if not _is_table_rim(ink, labels, c, factor)]
     if not comps:
         return np.zeros_like(ink)
     size = {c.label: _size(ink, c, factor) for c in comps}
@@ -784,19 +789,51 @@ def _is_frame(
         c.y0 == 0 and c.y1 == h and c.width <= FRAME_THIN * w
     ):
         return True
-    own = np.repeat(np.repeat(labels[c.y0 : c.y1, c.x0 : c.x1] == c.label, factor, 0), factor, 1)
-    patch = ink[c.y0 * factor : c.y1 * factor, c.x0 * factor : c.x1 * factor]
-    own = own[: patch.shape[0], : patch.shape[1]]
+    own, patch = _piece(ink, labels, c, factor)
     inked = own & (patch >= LOW_INK * FULL)
     total = int(np.count_nonzero(inked))
-    edge = c.x0 == 0 or c.y0 == 0 or c.x1 == w or c.y1 == h
+    edge = _touches_edge(c, labels.shape)
     solid = edge_solid if edge else SOLID_FRACTION
     if total == 0 or np.count_nonzero(own & (patch >= STRONG_INK * FULL)) < solid * total:
         return True
-    if not edge:
+    return edge and _is_rim(ink, inked, c, factor)
+
+
+def _piece(
+    ink: np.ndarray, labels: np.ndarray, c: Component, factor: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """A piece's pixels in its box of ``ink``: the boolean map of its blocks and the ink."""
+    own = np.repeat(np.repeat(labels[c.y0 : c.y1, c.x0 : c.x1] == c.label, factor, 0), factor, 1)
+    patch = ink[c.y0 * factor : c.y1 * factor, c.x0 * factor : c.x1 * factor]
+    return own[: patch.shape[0], : patch.shape[1]], patch
+
+
+def _touches_edge(c: Component, shape: tuple[int, ...]) -> bool:
+    """Whether a piece's blocks touch the edge of the (pooled) map of ``shape``."""
+    return c.x0 == 0 or c.y0 == 0 or c.x1 == shape[1] or c.y1 == shape[0]
+
+
+def _is_table_rim(ink: np.ndarray, labels: np.ndarray, c: Component, factor: int) -> bool:
+    """:func:`_is_rim` for a piece of a labelled map (a photo's plain reading: see
+    :func:`remove_specks`' ``clear_rims``) that does not span the image: the table past a
+    turned sheet shows in wedges along an edge or at a corner, while a digit cropped tight (a
+    0's ring hugging the frame) reaches from edge to opposite edge."""
+    h, w = labels.shape
+    spans = (c.x0 == 0 and c.x1 == w) or (c.y0 == 0 and c.y1 == h)
+    if spans or not _touches_edge(c, labels.shape):
         return False
+    own, patch = _piece(ink, labels, c, factor)
+    return _is_rim(ink, own & (patch >= LOW_INK * FULL), c, factor)
+
+
+def _is_rim(ink: np.ndarray, inked: np.ndarray, c: Component, factor: int) -> bool:
+    """The band rule of :func:`_is_frame`: the piece's ink (``inked``, a boolean map of its
+    pixels within its box) touches the image's edge and most of it lies within EDGE_BAND of
+    the edge (the table beside the sheet, a dark rim)."""
     ih, iw = ink.shape
     ys, xs = np.nonzero(inked)
+    if ys.size == 0:
+        return False
     ys = ys + c.y0 * factor
     xs = xs + c.x0 * factor
     # The band rule asks the ink itself to touch the edge, not just its pooled blocks: a small
@@ -805,7 +842,7 @@ def _is_frame(
         return False
     band = EDGE_BAND * min(ih, iw)
     near = (ys < band) | (xs < band) | (ys >= ih - band) | (xs >= iw - band)
-    return bool(np.count_nonzero(near) > total / 2)
+    return bool(np.count_nonzero(near) > ys.size / 2)
 
 
 ALPHA_MEAN_REDUCE = 4
@@ -1036,10 +1073,11 @@ def _lone_pixels(mask: np.ndarray) -> bool:
 
 
 def _clean_ink(
-    ink: np.ndarray, photo: bool, scale: float, denoise: bool = True
+    ink: np.ndarray, photo: bool, scale: float, denoise: bool = True, rims: bool = False
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Threshold an ink map and remove specks (and, in photos, what touches the edge); returns
-    the thresholded map and the cleaned one (``scale``: see :func:`remove_specks`). With
+    """Threshold an ink map and remove specks (and, in photos, what touches the edge; with
+    ``rims``, the rims only); returns the thresholded map and the cleaned one (``scale``: see
+    :func:`remove_specks`). With
     ``denoise``, noise left above the cut of an unflattened map is filtered (IMPULSE_MIN_SHARE)
     and a noisy map without ink is looked at again smoothed (NOISY_SIGMA)."""
     soft = threshold_ink(ink)
@@ -1051,7 +1089,9 @@ def _clean_ink(
         smooth = Image.fromarray(ink).filter(ImageFilter.MedianFilter(3))
         radius = max(1.0, min(ink.shape) / NOISY_BLUR_CELLS)
         soft = threshold_ink(np.asarray(smooth.filter(ImageFilter.GaussianBlur(radius))))
-    return soft, (remove_specks(soft, clear_edges=photo, scale=scale) if soft.any() else soft)
+    if not soft.any():
+        return soft, soft
+    return soft, remove_specks(soft, clear_edges=photo, clear_rims=rims, scale=scale)
 
 
 def _plain_contrast(lum: np.ndarray, ink: np.ndarray) -> float:
@@ -1110,10 +1150,11 @@ def _extract_ink(source: Any, plain_reading: bool) -> InkImage:
         # The light flattening assumes strokes narrower than its blocks, and clears what
         # touches the edge; a digit cropped tight breaks both, and its ink covers so much of
         # the frame that the shading-corrected polarity test can flip. Keep a plain reading
-        # too -- polarity from the plain histogram, global threshold -- and let the model
-        # choose (Recognizer.predict_preprocessed).
+        # too -- polarity from the plain histogram, global threshold, only the table's rim at
+        # the edge cleared (_is_rim) -- and let the model choose
+        # (Recognizer.predict_preprocessed).
         plain_dark = _ink_is_dark(lum)
-        _, plain = _clean_ink(_as_ink(lum, plain_dark), False, scale, denoise=False)
+        _, plain = _clean_ink(_as_ink(lum, plain_dark), False, scale, denoise=False, rims=True)
         if not plain.any() or (
             _plain_contrast(lum, plain) < PLAIN_MIN_CONTRAST
             and (has_ink or not _readings_agree(thresholded, plain))
