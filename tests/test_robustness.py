@@ -181,6 +181,19 @@ def test_empty_paper_gives_no_digit(recognizer):
     assert none >= 0.99
 
 
+def _read_made(name: str, recognizer, mnist, make, seed: int, n: int) -> tuple[float, float]:
+    """Accuracy and "no digit" rate on the images ``make(digit, rng)`` makes of ``n`` MNIST
+    test digits drawn with ``seed`` (recorded under ``name``)."""
+    rng = np.random.default_rng(seed)
+    idx = rng.choice(len(mnist.test_labels), n, replace=False)
+    preds = recognizer.predict_batch([make(mnist.test_images[i], rng) for i in idx])
+    labels = mnist.test_labels[idx]
+    acc = float(np.mean([p.digit == y for p, y in zip(preds, labels, strict=True)]))
+    none = float(np.mean([p.digit is None for p in preds]))
+    RESULTS[name] = {"n": n, "accuracy": acc, "no_digit": none}
+    return acc, none
+
+
 def _small_shaded_photo(digit: np.ndarray, rng: np.random.Generator) -> bytes:
     """A digit (dark ink, 40-70 px) on a 64-120 px crop of paper with a shadow across it: the
     light falls linearly from full to 55-75%, with sensor noise and JPEG."""
@@ -209,14 +222,7 @@ def test_a_small_photo_with_a_shadow_is_read(recognizer, mnist):
     # Under ink.FLATTEN_MIN_SIDE an image is read as a scan, whose global threshold cuts the
     # shadow instead of the ink: without ink.SMALL_PHOTO_MIN_SIDE's second reading as a photo,
     # these gave "no digit" for 95% of them (57 of 60; measured 2026-11-28), 97% read after.
-    rng = np.random.default_rng(910)
-    idx = rng.choice(len(mnist.test_labels), 60, replace=False)
-    images = [_small_shaded_photo(mnist.test_images[i], rng) for i in idx]
-    preds = recognizer.predict_batch(images)
-    labels = mnist.test_labels[idx]
-    acc = float(np.mean([p.digit == y for p, y in zip(preds, labels, strict=True)]))
-    none = float(np.mean([p.digit is None for p in preds]))
-    RESULTS["small_shaded_photo"] = {"n": len(preds), "accuracy": acc, "no_digit": none}
+    acc, none = _read_made("small_shaded_photo", recognizer, mnist, _small_shaded_photo, 910, 60)
     assert none <= 0.05
     assert acc >= 0.9
 
@@ -279,14 +285,7 @@ def test_a_photo_showing_the_table_past_the_page_is_read(recognizer, mnist):
     # repeats the edge pixels, so the dark table in a corner darkened the paper's shading for
     # half the box, the paper there looked brighter than the ink is dark, and the ink was read
     # as light: "no digit". The blur is now mirrored at the edges (ink._box_blur_mirrored).
-    rng = np.random.default_rng(930)
-    idx = rng.choice(len(mnist.test_labels), 80, replace=False)
-    images = [_page_on_a_table(mnist.test_images[i], rng) for i in idx]
-    preds = recognizer.predict_batch(images)
-    labels = mnist.test_labels[idx]
-    acc = float(np.mean([p.digit == y for p, y in zip(preds, labels, strict=True)]))
-    none = float(np.mean([p.digit is None for p in preds]))
-    RESULTS["page_on_a_table"] = {"n": len(preds), "accuracy": acc, "no_digit": none}
+    acc, none = _read_made("page_on_a_table", recognizer, mnist, _page_on_a_table, 930, 80)
     assert none <= 0.025  # 3 of 80 before the mirrored blur, 1 after
     assert acc >= 0.95  # 93.75% before, 96.25% after, 97.5% with ink._past_the_sheet too
 
