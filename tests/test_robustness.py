@@ -302,11 +302,12 @@ def test_an_empty_page_on_a_table_is_no_digit(recognizer):
 
 
 def test_a_dark_table_along_the_edge_does_not_flip_the_ink(mnist):
-    # The mechanism of the test above, alone: a pencil digit (90 grey levels below paper 220)
-    # on a 600 px photo whose top and right edges show a table (level 80) 12 px wide. With the
-    # edge rows repeated over half the blur's box, the paper beside them stood further above
-    # its shading than the ink below it: light ink on dark paper (the table's level decides:
-    # at 20 or 40 its own pixels are the darkest tail and the ink was read right).
+    # The first mechanism of test_a_photo_showing_the_table_past_the_page_is_read, alone: a
+    # pencil digit (90 grey levels below paper 220) on a 600 px photo whose top and right edges
+    # show a table (level 80) 12 px wide. With the edge rows repeated over half the blur's box,
+    # the paper beside them stood further above its shading than the ink below it: light ink
+    # on dark paper (the table's level decides: at 20 or 40 its own pixels are the darkest
+    # tail and the ink was read right).
     from PIL import Image
 
     digit = np.asarray(Image.fromarray(mnist.test_images[0]).resize((120, 120)), np.float32)

@@ -970,14 +970,14 @@ def _polarity_and_ink(
         shading = _box_blur_mirrored(small, radius)
         ratio = small.astype(np.float32) / np.maximum(shading, 1.0)
         dark = _border_dark(_u8(ratio * 0.5))  # paper (ratio 1) at mid-grey
-        lum = _past_the_sheet(lum, dark)
+        lum = _past_the_sheet(lum, dark, counts)
     ink, photo = flatten_background(_as_ink(lum, dark), multiplicative=dark, min_side=min_side)
     if photo:
         ink = remove_lines(ink)
     return dark, ink, photo, lum
 
 
-def _past_the_sheet(lum: np.ndarray, dark: bool) -> np.ndarray:
+def _past_the_sheet(lum: np.ndarray, dark: bool, counts: np.ndarray) -> np.ndarray:
     """``lum`` with the rows and columns at its edges that show what lies past the sheet
     (the table) painted over with the paper just inside them.
 
@@ -989,9 +989,10 @@ def _past_the_sheet(lum: np.ndarray, dark: bool) -> np.ndarray:
     _border_dark already expects the table. Left alone, the table is ink at the edge: the
     flattening and the line removal cut it into strips a few pixels inside the edge that pass
     for strokes (an empty page read as a 1), and, darker than the ink, it sets the
-    threshold's stretch so that the digit fails the solid-ink test ("no digit").
+    threshold's stretch so that the digit fails the solid-ink test ("no digit"). ``counts``:
+    ``lum``'s histogram (:func:`_counts`), which the caller has already taken.
     """
-    cdf = _cdf(lum)
+    cdf = _cdf(lum, counts)
     top = 100.0 * _top_fraction(lum.size)
     paper = _pct(cdf, 50.0)
     extreme = _pct(cdf, top) if dark else _pct(cdf, 100.0 - top)
@@ -1080,9 +1081,9 @@ def _clean_ink(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Threshold an ink map and remove specks (and, in photos, what touches the edge; with
     ``rims``, the rims only); returns the thresholded map and the cleaned one (``scale``: see
-    :func:`remove_specks`). With
-    ``denoise``, noise left above the cut of an unflattened map is filtered (IMPULSE_MIN_SHARE)
-    and a noisy map without ink is looked at again smoothed (NOISY_SIGMA)."""
+    :func:`remove_specks`). With ``denoise``, noise left above the cut of an unflattened map is
+    filtered (IMPULSE_MIN_SHARE) and a noisy map without ink is looked at again smoothed
+    (NOISY_SIGMA)."""
     soft = threshold_ink(ink)
     if denoise and not photo and _lone_pixels(soft > 0):
         # noise above the cut: a 3x3 median removes lone pixels, keeps strokes (IMPULSE_MIN_SHARE)
