@@ -18,7 +18,7 @@ import pytest
 
 import tune_images as synth
 from digitlab.engine import ink
-from imagegen import sample
+from imagegen import encode, sample
 
 CANVAS_PER_KIND = 100  # x 7 kinds = 700 drawings
 PHOTOS = 300
@@ -203,8 +203,6 @@ def _small_shaded_photo(
     """A digit (dark ink ``contrast`` grey levels under the paper, 40-70 px) on a 64-120 px
     crop of paper with a shadow across it: the light falls linearly from full to 55-75%, with
     sensor noise (sigma ``noise``) and JPEG."""
-    from io import BytesIO
-
     from PIL import Image
 
     h = int(rng.integers(40, 71))
@@ -219,9 +217,7 @@ def _small_shaded_photo(
     light = low + (1 - low) * ramp
     paper, depth = rng.uniform(190, 240), rng.uniform(*contrast)
     grey = light * (paper - depth * alpha) + rng.normal(0, noise, (height, width))
-    buf = BytesIO()
-    Image.fromarray(np.clip(grey, 0, 255).astype(np.uint8)).save(buf, "JPEG", quality=80)
-    return buf.getvalue()
+    return encode(Image.fromarray(np.clip(grey, 0, 255).astype(np.uint8)), "JPEG", quality=80)
 
 
 def test_a_small_photo_with_a_shadow_is_read(recognizer, mnist):
@@ -258,8 +254,6 @@ def _page_on_a_table(digit: np.ndarray | None, rng: np.random.Generator) -> byte
     the page's height, coloured ink, strokes sometimes thinned or widened), under light that falls
     off from a point; the sheet seen slightly in perspective, so that the dark table shows
     past its edges; blur, noise, JPEG."""
-    from io import BytesIO
-
     from PIL import Image, ImageDraw, ImageFilter
 
     width = int(rng.integers(600, 1201))
@@ -301,9 +295,7 @@ def _page_on_a_table(digit: np.ndarray | None, rng: np.random.Generator) -> byte
     im = im.transform(im.size, Image.QUAD, quad, Image.BILINEAR, fillcolor=(70, 60, 50))
     im = im.filter(ImageFilter.GaussianBlur(rng.uniform(0.3, 1.8)))
     shot = np.asarray(im, np.float32) + rng.normal(0, rng.uniform(1, 5), (height, width, 1))
-    buf = BytesIO()
-    Image.fromarray(np.clip(shot, 0, 255).astype(np.uint8)).save(buf, "JPEG", quality=85)
-    return buf.getvalue()
+    return encode(Image.fromarray(np.clip(shot, 0, 255).astype(np.uint8)), "JPEG", quality=85)
 
 
 def test_a_photo_showing_the_table_past_the_page_is_read(recognizer, mnist):
@@ -350,8 +342,6 @@ def _sheet_on_a_table(digit: np.ndarray | None, rng: np.random.Generator) -> byt
     """A 500-800 px photo of a sheet (a digit 8-20% of its height, or none) that does not
     fill the frame: a dark table (30-80) shows as a band 1-4% of the side along one or two
     edges; the light falls off across the sheet; sensor noise and JPEG."""
-    from io import BytesIO
-
     from PIL import Image
 
     side = int(rng.integers(500, 801))
@@ -368,9 +358,7 @@ def _sheet_on_a_table(digit: np.ndarray | None, rng: np.random.Generator) -> byt
     for edge in rng.choice(4, int(rng.integers(1, 3)), replace=False):
         np.rot90(grey, edge)[: int(side * rng.uniform(0.01, 0.04))] = table  # a view: one edge
     grey += rng.normal(0, 3, grey.shape)
-    buf = BytesIO()
-    Image.fromarray(np.clip(grey, 0, 255).astype(np.uint8)).save(buf, "JPEG", quality=85)
-    return buf.getvalue()
+    return encode(Image.fromarray(np.clip(grey, 0, 255).astype(np.uint8)), "JPEG", quality=85)
 
 
 def test_a_sheet_on_a_table_is_read_and_an_empty_one_is_not(recognizer, mnist):
@@ -395,8 +383,6 @@ def test_a_sheet_on_a_table_is_read_and_an_empty_one_is_not(recognizer, mnist):
 def _shaded(grey: np.ndarray, rng: np.random.Generator) -> bytes:
     """A greyscale image (paper white) photographed small: contrast halved, light falling to
     55-75% across it or down it, sensor noise and JPEG."""
-    from io import BytesIO
-
     from PIL import Image
 
     low = rng.uniform(0.55, 0.75)
@@ -405,9 +391,7 @@ def _shaded(grey: np.ndarray, rng: np.random.Generator) -> bytes:
     ramp = np.linspace(0, 1, w)[None, :] if across else np.linspace(0, 1, h)[:, None]
     light = low + (1 - low) * ramp
     shot = light * (200 - (255 - grey) / 2) + rng.normal(0, 3, grey.shape)
-    buf = BytesIO()
-    Image.fromarray(np.clip(shot, 0, 255).astype(np.uint8)).save(buf, "JPEG", quality=80)
-    return buf.getvalue()
+    return encode(Image.fromarray(np.clip(shot, 0, 255).astype(np.uint8)), "JPEG", quality=80)
 
 
 def test_a_small_photo_of_a_number_with_a_shadow_is_read(recognizer, mnist, monkeypatch):
@@ -437,8 +421,6 @@ def _photon_noise(digit: np.ndarray | None, rng: np.random.Generator) -> bytes:
     """A digit 50-80% of a 64-400 px image, dark on light (or, a third of the time, light on
     dark), photographed in very low light: 3-6 photons where the paper is white (Poisson noise
     of a handful of grey levels). Without ``digit``, the same noise alone."""
-    from io import BytesIO
-
     from PIL import Image
 
     side = int(rng.integers(64, 401))
@@ -454,9 +436,7 @@ def _photon_noise(digit: np.ndarray | None, rng: np.random.Generator) -> bytes:
         paper, dark = 1 - paper, 1 - dark
     photons = rng.uniform(3, 6)
     shot = rng.poisson((paper + (dark - paper) * ink) * photons) / photons
-    buf = BytesIO()
-    Image.fromarray((np.clip(shot, 0, 1) * 255 + 0.5).astype(np.uint8)).save(buf, "PNG")
-    return buf.getvalue()
+    return encode(Image.fromarray((np.clip(shot, 0, 1) * 255 + 0.5).astype(np.uint8)), "PNG")
 
 
 def test_a_clear_digit_under_heavy_photon_noise_is_read(recognizer, mnist, monkeypatch):
