@@ -36,6 +36,16 @@ PEAK_PCT = 95.0
 # [i, i+1): 14.50 in x and 14.49 in y, the mean over the first 3,000 training digits (MNIST
 # moved its digits by whole pixels so that the mass centre fell on pixel index 14).
 MNIST_CENTER = 14.5
+# An image already in MNIST's own format is given to the model as it is (mnist_format): 28x28
+# grey, paper exactly 0 (or exactly 255 under dark ink: MNIST inverted, as a user saves it), an
+# ink box whose long side is MNIST_BOX or one less (the fitted box's
+# anti-aliased edge can round to 0: 3 of the 10,000 test digits), its centre of mass within
+# MNIST_FORMAT_CENTRE px of MNIST_CENTER (MNIST's own lie within 0.5) and its ink at full
+# strength (every MNIST digit, training and test, peaks at 250-255). Normalising such an image
+# again only resamples it twice: on the 10,000 test digits as PNGs the full pipeline reads
+# 99.66% (one "no digit"), the images as they are 99.70%, the test accuracy of the tensors.
+MNIST_FORMAT_CENTRE = 1.0
+MNIST_FORMAT_PEAK = 250
 
 # --------------------------------------------------------------------------------------------
 # MNIST-style normalisation
@@ -76,6 +86,37 @@ class Preprocessed:
 def blank(input_size: tuple[int, int] = (IMAGE_SIDE, IMAGE_SIDE)) -> Preprocessed:
     """The result for an image with no ink."""
     return Preprocessed(np.zeros((IMAGE_SIDE, IMAGE_SIDE), np.uint8), False, input_size=input_size)
+
+
+def mnist_format(img: Image.Image) -> Preprocessed | None:
+    """``img`` as the model input when it is already in MNIST's format (see
+    MNIST_FORMAT_CENTRE), else None: the digit needs no normalisation (identity affine map)."""
+    if img.mode != "L" or img.size != (IMAGE_SIDE, IMAGE_SIDE):
+        return None
+    a = np.asarray(img)
+    polarity = "light-on-dark"
+    if a[0, 0] == FULL:  # white paper (a digit on the corner pixel takes the full pipeline)
+        a, polarity = FULL - a, "dark-on-light"
+    bb = _bbox(a)
+    if bb is None or not MNIST_BOX - 1 <= max(bb[2] - bb[0], bb[3] - bb[1]) <= MNIST_BOX:
+        return None
+    if int(a.max()) < MNIST_FORMAT_PEAK:
+        return None
+    total = int(a.sum(dtype=np.int64))
+    index = np.arange(IMAGE_SIDE)
+    cy = int(a.sum(axis=1, dtype=np.int64) @ index) / total + 0.5
+    cx = int(a.sum(axis=0, dtype=np.int64) @ index) / total + 0.5
+    if max(abs(cx - MNIST_CENTER), abs(cy - MNIST_CENTER)) > MNIST_FORMAT_CENTRE:
+        return None
+    x0, y0, x1, y1 = bb
+    return Preprocessed(
+        np.array(a),  # a copy: the caller's image stays its own
+        True,
+        (x0, y0, x1 - x0, y1 - y0),
+        polarity,
+        stroke_width(a),
+        (IMAGE_SIDE, IMAGE_SIDE),
+    )
 
 
 def _fit(img: Image.Image, box: int) -> tuple[Image.Image, float, float]:

@@ -19,6 +19,12 @@ image we are given goes through the same steps first:
    MNIST's, fit the long side to 20 px (anti-aliased, aspect kept: a "1" stays thin) and
    centre by centre of mass in 28x28.
 
+An image that is already what these steps make -- 28x28 grey, paper exactly black (or white
+under dark ink), the ink fitted to 20 px, centred by mass, at full strength: an MNIST digit
+saved as it is -- skips steps 2-3 (:func:`~digitlab.engine.normalise.mnist_format`): they
+would only resample it twice (0.3 ms of a request's 0.7 ms) and cost the model a little
+accuracy on MNIST's own test digits.
+
 The steps live in :mod:`digitlab.engine.ink` (1-2) and :mod:`digitlab.engine.normalise`
 (3); this module joins them (:func:`to_model_input`) and re-exports their public names.
 
@@ -30,6 +36,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from digitlab.engine.decode import load_image
 from digitlab.engine.ink import (
     LOW_INK,
     STRONG_INK,
@@ -53,6 +60,7 @@ from digitlab.engine.normalise import (
     Affine,
     Preprocessed,
     blank,
+    mnist_format,
     normalize_digit,
     preprocess_ink,
     stroke_width,
@@ -75,6 +83,7 @@ __all__ = [
     "flatten_background",
     "ink_levels",
     "label_components",
+    "mnist_format",
     "normalize_digit",
     "pooled_labels",
     "preprocess_ink",
@@ -95,11 +104,16 @@ BAR_ASPECT = 3.0
 def to_model_input(image: Any) -> Preprocessed:
     """Any image (path, bytes, PIL image, numpy array) to the 28x28 MNIST-style model input.
 
-    A :class:`Preprocessed` is passed through unchanged. Without ink (blank, uniform, or only
-    specks of noise) ``has_ink`` is False and ``image`` is all zeros.
+    A :class:`Preprocessed` is passed through unchanged, and so is an image already in MNIST's
+    format (:func:`~digitlab.engine.normalise.mnist_format`). Without ink (blank, uniform, or
+    only specks of noise) ``has_ink`` is False and ``image`` is all zeros.
     """
     if isinstance(image, Preprocessed):
         return image
+    image = load_image(image)
+    as_is = mnist_format(image)
+    if as_is is not None:
+        return as_is
     ink = extract_ink(image)
 
     def normalised(reading: Any, polarity: str) -> Preprocessed:
