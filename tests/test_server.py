@@ -9,6 +9,7 @@ must still answer afterwards.
 from __future__ import annotations
 
 import base64
+import contextlib
 import io
 import json
 import os
@@ -505,6 +506,73 @@ def test_worker_listener_keeps_tcp_nodelay():
     assert seen == [1]
 
 
+def test_workers_listen_on_sockets_of_their_own_that_share_the_port():
+    """With --workers, each worker gets a listening socket of its own on the one port
+    (SO_REUSEPORT): connections that arrive together are spread over them by the kernel, not
+    all taken by whichever worker's event loop wakes first, as on one shared socket."""
+    import uvicorn
+
+    from digitlab.apps.server.runner import reuse_port_listeners
+
+    if not hasattr(socket, "SO_REUSEPORT"):
+        pytest.skip("no SO_REUSEPORT on this system")
+    from digitlab.apps.server import APP_FACTORY
+
+    config = uvicorn.Config(APP_FACTORY, host="127.0.0.1", port=free_port(), workers=2)
+    listeners = reuse_port_listeners(config)
+    clients = []
+    try:
+        assert len({sock.getsockname() for sock in listeners}) == 1
+        assert all(sock.proto == socket.IPPROTO_TCP for sock in listeners)  # TCP_NODELAY kept
+        for _ in range(64):
+            clients.append(socket.create_connection(("127.0.0.1", config.port), timeout=5))
+        accepted = []
+        for sock in listeners:
+            sock.setblocking(False)
+            count = 0
+            with contextlib.suppress(BlockingIOError):
+                while True:
+                    conn, _ = sock.accept()
+                    conn.close()
+                    count += 1
+            accepted.append(count)
+        assert sum(accepted) == 64
+        assert min(accepted) >= 8, accepted  # binomial(64, 1/2): below 8 about once in 10^10
+        # The port is taken: a server without SO_REUSEPORT gets the clear error.
+        from digitlab.apps.server.runner import check_port
+
+        with pytest.raises(DigitlabError, match="already in use"):
+            check_port(ServerSettings(host="127.0.0.1", port=config.port))
+    finally:
+        for sock in clients + listeners:
+            sock.close()
+
+
+def connections_per_worker(parent: int, port: int) -> list[int]:
+    """For each child process of ``parent``, how many established TCP connections to ``port``
+    it holds (from /proc: its socket inodes against /proc/net/tcp and tcp6)."""
+    established: set[str] = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError), open(table) as fh:
+            for line in fh.readlines()[1:]:
+                fields = line.split()
+                if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] == "01":
+                    established.add(fields[9])
+    counts = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError):
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) != parent:
+                continue
+            inodes = set()
+            for fd in (stat.parent / "fd").iterdir():
+                with contextlib.suppress(OSError):
+                    link = os.readlink(fd)
+                    if link.startswith("socket:["):
+                        inodes.add(link[8:-1])
+            counts.append(len(inodes & established))
+    return counts
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -563,6 +631,20 @@ def test_cli_serve_with_two_workers(samples, tmp_path):
         assert len(folders) == 1, folders  # where the workers share the "Improve" job
         for _ in range(4):  # answered by either process: no job yet
             assert httpx.get(f"{url}/api/feedback/improve", timeout=30).json()["state"] == "idle"
+        if hasattr(socket, "SO_REUSEPORT") and Path("/proc/net/tcp").exists():
+            # 32 keep-alive clients connecting together are spread over both workers (each
+            # has a socket of its own), not all taken by one
+            clients = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(32)]
+            try:
+                for client in clients:
+                    client.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+                for client in clients:
+                    assert client.recv(64).startswith(b"HTTP/1.1 200")
+                spread = sorted(connections_per_worker(proc.pid, port))
+            finally:
+                for client in clients:
+                    client.close()
+            assert sum(spread) == 32 and spread[-2] >= 4, spread
         for data in samples[0][:6]:
             r = httpx.post(f"{url}/api/predict", files={"file": ("d.png", data)}, timeout=30)
             assert r.status_code == 200
