@@ -512,12 +512,11 @@ def test_workers_listen_on_sockets_of_their_own_that_share_the_port():
     all taken by whichever worker's event loop wakes first, as on one shared socket."""
     import uvicorn
 
+    from digitlab.apps.server import APP_FACTORY, check_port
     from digitlab.apps.server.runner import reuse_port_listeners
 
     if not hasattr(socket, "SO_REUSEPORT"):
         pytest.skip("no SO_REUSEPORT on this system")
-    from digitlab.apps.server import APP_FACTORY
-
     config = uvicorn.Config(APP_FACTORY, host="127.0.0.1", port=free_port(), workers=2)
     listeners = reuse_port_listeners(config)
     clients = []
@@ -539,8 +538,6 @@ def test_workers_listen_on_sockets_of_their_own_that_share_the_port():
         assert sum(accepted) == 64
         assert min(accepted) >= 8, accepted  # binomial(64, 1/2): below 8 about once in 10^10
         # The port is taken: a server without SO_REUSEPORT gets the clear error.
-        from digitlab.apps.server.runner import check_port
-
         with pytest.raises(DigitlabError, match="already in use"):
             check_port(ServerSettings(host="127.0.0.1", port=config.port))
     finally:

@@ -38,12 +38,12 @@ PEAK_PCT = 95.0
 MNIST_CENTER = 14.5
 # An image already in MNIST's own format is given to the model as it is (mnist_format): 28x28
 # grey, paper exactly 0 (or exactly 255 under dark ink: MNIST inverted, as a user saves it), an
-# ink box whose long side is MNIST_BOX or one less (the fitted box's
-# anti-aliased edge can round to 0: 3 of the 10,000 test digits), its centre of mass within
-# MNIST_FORMAT_CENTRE px of MNIST_CENTER (MNIST's own lie within 0.5) and its ink at full
-# strength (every MNIST digit, training and test, peaks at 250-255). Normalising such an image
-# again only resamples it twice: on the 10,000 test digits as PNGs the full pipeline reads
-# 99.66% (one "no digit"), the images as they are 99.70%, the test accuracy of the tensors.
+# ink box whose long side is MNIST_BOX or one less (the fitted box's anti-aliased edge can round
+# to 0: 3 of the 10,000 test digits), its centre of mass within MNIST_FORMAT_CENTRE px of
+# MNIST_CENTER (MNIST's own lie within 0.5) and its ink at full strength (every MNIST digit,
+# training and test, peaks at 250-255). Normalising such an image again only resamples it
+# twice: on the 10,000 test digits as PNGs the full pipeline read 99.66% (one "no digit"), the
+# images as they are read 99.70%, the test accuracy of the tensors.
 MNIST_FORMAT_CENTRE = 1.0
 MNIST_FORMAT_PEAK = 250
 
