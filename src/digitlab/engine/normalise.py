@@ -102,10 +102,7 @@ def mnist_format(img: Image.Image) -> Preprocessed | None:
         return None
     if int(a.max()) < MNIST_FORMAT_PEAK:
         return None
-    total = int(a.sum(dtype=np.int64))
-    index = np.arange(IMAGE_SIDE)
-    cy = int(a.sum(axis=1, dtype=np.int64) @ index) / total + 0.5
-    cx = int(a.sum(axis=0, dtype=np.int64) @ index) / total + 0.5
+    cx, cy = _mass_centre(a)  # not None: the box holds ink
     if max(abs(cx - MNIST_CENTER), abs(cy - MNIST_CENTER)) > MNIST_FORMAT_CENTRE:
         return None
     x0, y0, x1, y1 = bb
@@ -117,6 +114,18 @@ def mnist_format(img: Image.Image) -> Preprocessed | None:
         stroke_width(a),
         (IMAGE_SIDE, IMAGE_SIDE),
     )
+
+
+def _mass_centre(a: np.ndarray) -> tuple[float, float] | None:
+    """(x, y) centre of mass of a uint8 image, pixel i covering [i, i+1), in exact integer
+    sums; None when it holds no ink."""
+    total = int(a.sum(dtype=np.int64))
+    if total <= 0:
+        return None
+    h, w = a.shape
+    cy = int(a.sum(axis=1, dtype=np.int64) @ np.arange(h)) / total + 0.5
+    cx = int(a.sum(axis=0, dtype=np.int64) @ np.arange(w)) / total + 0.5
+    return cx, cy
 
 
 def _fit(img: Image.Image, box: int) -> tuple[Image.Image, float, float]:
@@ -226,13 +235,11 @@ def _normalize(
     crop = Image.fromarray(morphed[bb2[1] : bb2[3], bb2[0] : bb2[2]])
     small, sx2, sy2 = _fit(crop, MNIST_BOX)
     s = _restretch(np.asarray(small))
-    # Centre of mass in exact integer sums (at most 20x20 pixels of 255).
-    total = int(s.sum())
-    if total <= 0:
+    centre = _mass_centre(s)
+    if centre is None:
         return None
+    cx, cy = centre
     h, w = s.shape
-    cy = int(s.sum(axis=1) @ np.arange(h)) / total + 0.5
-    cx = int(s.sum(axis=0) @ np.arange(w)) / total + 0.5
     ox = min(max(round(MNIST_CENTER - cx), 0), IMAGE_SIDE - w)
     oy = min(max(round(MNIST_CENTER - cy), 0), IMAGE_SIDE - h)
     image = np.zeros((IMAGE_SIDE, IMAGE_SIDE), np.uint8)

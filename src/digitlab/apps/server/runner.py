@@ -94,8 +94,7 @@ def check_port(settings: ServerSettings) -> None:
     """Fail with one clear line when the port is taken (before any model is loaded)."""
     if settings.port == 0:
         return
-    family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as sock:
+    with socket.socket(_family(settings.host), socket.SOCK_STREAM) as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
         try:
             sock.bind((settings.host, settings.port))
@@ -108,6 +107,11 @@ def check_port(settings: ServerSettings) -> None:
             raise DigitlabError(
                 f"cannot listen on {settings.host}:{settings.port}: {exc.strerror or exc}"
             ) from None
+
+
+def _family(host: str) -> socket.AddressFamily:
+    """The address family of a host to listen on (an IPv6 address has colons)."""
+    return socket.AF_INET6 if ":" in host else socket.AF_INET
 
 
 def _suggest(settings: ServerSettings) -> int:
@@ -180,7 +184,7 @@ def _run_workers(config: uvicorn.Config) -> None:
         sock = tcp_listener(config.bind_socket())
         Multiprocess(config, target=uvicorn.Server(config).run, sockets=[sock]).run()
         return
-    if not hasattr(socket, "SO_REUSEPORT") or config.uds or config.fd is not None:
+    if not hasattr(socket, "SO_REUSEPORT"):  # run_server listens on host:port only
         Multiprocess(config, sockets=[tcp_listener(config.bind_socket())]).run()
         return
     OwnSocketSupervisor(config, reuse_port_listeners(config)).run()
@@ -191,7 +195,7 @@ def reuse_port_listeners(config: uvicorn.Config) -> list[socket.socket]:
     ``SO_REUSEPORT`` (the kernel spreads new connections over them by their addresses).
     Another program can still not take the port: it would need ``SO_REUSEPORT`` too and run as
     the same user, and :func:`check_port` refuses a port that is in use before any of this."""
-    family = socket.AF_INET6 if ":" in config.host else socket.AF_INET
+    family = _family(config.host)
     listeners: list[socket.socket] = []
     try:
         for _ in range(config.workers):
