@@ -13,13 +13,15 @@ that finds no ink on uneven paper. Everything below a threshold set by the paper
 level and the ink's contrast is removed; of the pieces left, the digit is the tallest solid
 writing and what lies beside it: specks, and in photos the frame (lines across the image, the
 table beside the sheet, a dim corner's noise) are dropped, while a digit touching or cut by the
-edge, or small on a large page, is kept (:func:`remove_specks`). An image whose ink does not
+edge, or small on a large page, is kept (:func:`remove_specks`); where the pieces' blocks
+join the table's rim to a digit near the sheet's edge, a second reading without the rim is
+made (:func:`split_from_rims`), and the model judges it. An image whose ink does not
 stand out clearly has no ink: blank, uniform, noise, specks or empty paper give "no digit",
 never a guess.
 
 Only numpy and Pillow are used (no torch, no scipy), so ONNX-only installs can preprocess too.
 
-One module (~1,050 lines) because polarity, lighting, line removal, speck removal and the
+One module (~1,300 lines) because polarity, lighting, line removal, speck removal and the
 digit-piece rule work on the same maps (luminance, ink, block grids) in one pass; split, each
 part would need the others' intermediate arrays.
 """
@@ -787,6 +789,57 @@ def remove_specks(
     return _keep_cells(ink, cells, factor)
 
 
+def split_from_rims(ink: np.ndarray, scale: float = 1.0) -> np.ndarray | None:
+    """A photo's thresholded ink cleaned as :func:`remove_specks` does, but with the rims that
+    the pieces' blocks join to writing cleared first; None when there are none.
+
+    Pieces are labelled on blocks (:func:`pooled_labels`), which joins what lies within a block
+    or two: the table showing past a turned sheet's edge and a digit written near that edge
+    become one piece, judged whole -- as a rim, dropping the digit, or as a piece as wide as
+    the sheet: a line, not a digit. Here each piece touching the edge is labelled again pixel
+    by pixel; its pixel pieces lying mostly within EDGE_BAND of the edge (the band rule of
+    :func:`_is_rim`, touching the edge or not: the rim's own fragments) are cleared when the
+    rest is solid writing (EDGE_SOLID_FRACTION; printed lines and noise joined to a rim go
+    with it, as before). The result is a second reading, which the model judges
+    (:func:`extract_ink`): a hole punched beside a sheet's edge, hidden in the rim before, is
+    solid ink too.
+    """
+    labels, n, factor = pooled_labels(ink)
+    if factor == 1:
+        return None
+    cleared = _clear_rim_pieces(ink, labels, components(labels, n), factor)
+    return None if cleared is None else remove_specks(cleared, clear_edges=True, scale=scale)
+
+
+def _clear_rim_pieces(
+    ink: np.ndarray, labels: np.ndarray, comps: list[Component], factor: int
+) -> np.ndarray | None:
+    """A copy of ``ink`` without the rims that :func:`split_from_rims` clears, or None."""
+    out = None
+    for c in comps:
+        if not _touches_edge(c, labels.shape):
+            continue
+        own, patch = _piece(ink, labels, c, factor)
+        inked = own & (patch >= _LOW_LEVEL)
+        pixels, n = label_components(inked)
+        if n < 2:
+            continue
+        # The band rule of _is_rim for every pixel piece at once (a noisy rim has thousands).
+        ys, xs = np.nonzero(pixels)
+        near = _near_edge(ys + c.y0 * factor, xs + c.x0 * factor, ink.shape)
+        lab = pixels[ys, xs]
+        total = np.bincount(lab, minlength=n + 1)
+        rim = (np.bincount(lab[near], minlength=n + 1) * 2 > total)[pixels]
+        rim[pixels == 0] = False
+        if not rim.any() or not _is_solid(patch, inked & ~rim, EDGE_SOLID_FRACTION):
+            continue
+        if out is None:
+            out = ink.copy()
+        y0, x0 = c.y0 * factor, c.x0 * factor
+        out[y0 : y0 + rim.shape[0], x0 : x0 + rim.shape[1]][rim] = 0
+    return out
+
+
 def _keep_cells(ink: np.ndarray, cells: np.ndarray, factor: int) -> np.ndarray:
     """``ink`` where the pooled boolean ``cells`` (factor x factor blocks) are set, else 0."""
     if factor > 1:
@@ -824,12 +877,17 @@ def _is_frame(
         return True
     own, patch = _piece(ink, labels, c, factor)
     inked = own & (patch >= LOW_INK * FULL)
-    total = int(np.count_nonzero(inked))
     edge = _touches_edge(c, labels.shape)
-    solid = edge_solid if edge else SOLID_FRACTION
-    if total == 0 or np.count_nonzero(own & (patch >= STRONG_INK * FULL)) < solid * total:
+    if not _is_solid(patch, inked, edge_solid if edge else SOLID_FRACTION):
         return True
     return edge and _is_rim(ink, inked, c, factor)
+
+
+def _is_solid(patch: np.ndarray, inked: np.ndarray, fraction: float) -> bool:
+    """Whether the pixels ``inked`` (a boolean map over ``patch``, a box of the ink map) are
+    solid writing: some, and at least ``fraction`` of them strong ink."""
+    total = int(np.count_nonzero(inked))
+    return total > 0 and np.count_nonzero(inked & (patch >= STRONG_INK * FULL)) >= fraction * total
 
 
 def _piece(
@@ -873,9 +931,15 @@ def _is_rim(ink: np.ndarray, inked: np.ndarray, c: Component, factor: int) -> bo
     # digit a few pixels inside the edge of a large photo shares the outer blocks only.
     if not (ys.min() == 0 or xs.min() == 0 or ys.max() == ih - 1 or xs.max() == iw - 1):
         return False
+    return bool(np.count_nonzero(_near_edge(ys, xs, ink.shape)) > ys.size / 2)
+
+
+def _near_edge(ys: np.ndarray, xs: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """Which of the pixels (``ys``, ``xs``) of a map of ``shape`` lie within EDGE_BAND of its
+    short side from an edge."""
+    ih, iw = shape[:2]
     band = EDGE_BAND * min(ih, iw)
-    near = (ys < band) | (xs < band) | (ys >= ih - band) | (xs >= iw - band)
-    return bool(np.count_nonzero(near) > ys.size / 2)
+    return (ys < band) | (xs < band) | (ys >= ih - band) | (xs >= iw - band)
 
 
 ALPHA_MEAN_REDUCE = 4
@@ -1252,6 +1316,12 @@ def _extract_ink(source: Any, plain_reading: bool) -> InkImage:
         )
         if tiny.any():
             plain, plain_polarity = tiny, polarity
+    if plain_reading and plain is None and photo and thresholded.any():
+        # the table past the sheet's edge joined to a digit near it: read without the rim,
+        # the model judges (split_from_rims)
+        split = split_from_rims(thresholded, scale)
+        if split is not None and split.any():
+            plain, plain_polarity = split, polarity
     if log.isEnabledFor(logging.DEBUG):  # mask.sum() is not free: only when it is logged
         n = int(mask.sum())
         log.debug("ink: %s, photo %s, %d ink pixels, scale %.2f", polarity, photo, n, scale)
