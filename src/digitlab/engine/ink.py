@@ -311,7 +311,8 @@ class InkImage:
     # without flattening the light; for an image whose only ink is a piece smaller than
     # MIN_DIGIT_PIXELS, that piece (TINY_DIGIT_PIXELS and up); for a small image with no ink
     # read as a scan, its reading as a photo (SMALL_PHOTO_MIN_SIDE; also without
-    # ``plain_reading``).
+    # ``plain_reading``); for a photo whose pieces join the table's rim to writing, the reading
+    # without the rim (split_from_rims; also without ``plain_reading``).
     plain: np.ndarray | None = None
     plain_polarity: str = "none"
 
@@ -1316,9 +1317,9 @@ def _extract_ink(source: Any, plain_reading: bool) -> InkImage:
         )
         if tiny.any():
             plain, plain_polarity = tiny, polarity
-    if plain_reading and plain is None and photo and thresholded.any():
-        # the table past the sheet's edge joined to a digit near it: read without the rim,
-        # the model judges (split_from_rims)
+    if plain is None and photo and thresholded.any():
+        # the table past the sheet's edge joined to writing near it: read without the rim,
+        # the model judges (split_from_rims; numbers too)
         split = split_from_rims(thresholded, scale)
         if split is not None and split.any():
             plain, plain_polarity = split, polarity

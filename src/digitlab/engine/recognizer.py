@@ -58,7 +58,13 @@ from digitlab.core.constants import IMAGE_SHAPE, NUM_CLASSES
 from digitlab.core.errors import DigitlabError
 from digitlab.core.record import ModelRecord
 from digitlab.engine.calibrate import logsumexp, softmax
-from digitlab.engine.preprocess import Preprocessed, extract_ink, preprocess_ink, to_model_input
+from digitlab.engine.preprocess import (
+    InkImage,
+    Preprocessed,
+    extract_ink,
+    preprocess_ink,
+    to_model_input,
+)
 
 log = logging.getLogger(__name__)
 
@@ -464,20 +470,34 @@ class Recognizer:
         their boxes (input-image pixels) and predictions; ``number`` is "" when the image
         holds no ink. Bad ``strokes`` raise DigitlabError naming the problem.
         """
-        from digitlab.engine.segment import Reading, Segment, check_strokes, segment_digits
+        from digitlab.engine.segment import check_strokes
 
         top_k = _check_top_k(top_k)
         pen = check_strokes(strokes) if strokes is not None else []
         ink = extract_ink(image, plain_reading=False)
-        second = not ink.has_ink and ink.plain is not None
-        if second:
-            # a small photo read again as one (ink.SMALL_PHOTO_MIN_SIDE): its digits are kept
-            # only if each looks like a digit to the model (ALTERNATIVE_MIN_ENERGY, below)
-            ink = dataclasses.replace(
+        # A second reading (a small photo read again as one, ink.SMALL_PHOTO_MIN_SIDE; a photo
+        # read without the table's rim that its blocks joined to the writing,
+        # ink.split_from_rims) is kept when its least digit-like digit is more like a digit to
+        # the model than the first reading's (ALTERNATIVE_MIN_ENERGY where that found no ink).
+        judge = ink.plain is not None
+        first = self._read_number_ink(ink, pen, top_k, judge) if ink.has_ink else None
+        if judge:
+            plain = dataclasses.replace(
                 ink, ink=ink.plain, mask=ink.plain > 0, has_ink=True, polarity=ink.plain_polarity
             )
-        if not ink.has_ink:
-            return NumberResult("", [])
+            second = self._read_number_ink(plain, pen, top_k, judge)
+            floor = first[1] if first is not None else ALTERNATIVE_MIN_ENERGY
+            if second[0].digits and second[1] > floor:
+                return second[0]
+        return first[0] if first is not None else NumberResult("", [])
+
+    def _read_number_ink(
+        self, ink: InkImage, pen: list[np.ndarray], top_k: int, judge: bool
+    ) -> tuple[NumberResult, float]:
+        """:meth:`read_number` on one reading of the ink: the result and, with ``judge``, the
+        least energy of its digits (-inf without digits, or without ``judge``)."""
+        from digitlab.engine.segment import Reading, Segment, segment_digits
+
         work_strokes = [s / ink.scale for s in pen]
 
         def prepare(segment: Segment) -> Preprocessed:
@@ -506,11 +526,11 @@ class Recognizer:
         segments = segment_digits(ink.ink, read=read, strokes=work_strokes)
         pres = [prepare(s) for s in segments]
         keep = [(s, p) for s, p in zip(segments, pres, strict=True) if p.has_ink]
-        if second and (
-            not keep
-            or self.energies(np.stack([p.image for _, p in keep])).min() <= ALTERNATIVE_MIN_ENERGY
-        ):
-            return NumberResult("", [])
+        if not keep:
+            return NumberResult("", []), -np.inf
+        least = (
+            float(self.energies(np.stack([p.image for _, p in keep])).min()) if judge else -np.inf
+        )
         preds = self.predict_preprocessed([p for _, p in keep], top_k=top_k)
         boxes = []
         for (_, pre), pred in zip(keep, preds, strict=True):
@@ -518,4 +538,4 @@ class Recognizer:
             x, y, w, h = pre.box
             boxes.append(DigitBox(x, y, w, h, pred))
         number = "".join(str(b.prediction.digit) for b in boxes if b.prediction.digit is not None)
-        return NumberResult(number, boxes)
+        return NumberResult(number, boxes), least
