@@ -830,8 +830,7 @@ def _clear_rim_pieces(
         near = _near_edge(ys + c.y0 * factor, xs + c.x0 * factor, ink.shape)
         lab = pixels[ys, xs]
         total = np.bincount(lab, minlength=n + 1)
-        rim = (np.bincount(lab[near], minlength=n + 1) * 2 > total)[pixels]
-        rim[pixels == 0] = False
+        rim = (np.bincount(lab[near], minlength=n + 1) * 2 > total)[pixels]  # label 0: False
         if not rim.any() or not _is_solid(patch, inked & ~rim, EDGE_SOLID_FRACTION):
             continue
         if out is None:
