@@ -548,16 +548,15 @@ def test_small_digit_just_inside_a_photos_edge_is_kept(mnist, side):
 
 
 def _sheet_turned_under_the_table(
-    digit: np.ndarray | None, rng: np.random.Generator, h: int = 900, w: int = 1200
+    ink: np.ndarray | None, rng: np.random.Generator, h: int = 900, w: int = 1200
 ) -> np.ndarray:
     """A photo of a sheet turned a little: the table shows past its top edge as a wedge (18 px
-    at the left, none from 80% of the width on), light falling off to the right, and a digit
-    180 px tall written 4-8 px below the wedge, further than the ink's own pixels join (or,
-    given as float ink in [0, 1], a number's)."""
+    at the left, none from 80% of the width on), light falling off to the right, and ``ink``
+    (float, 1 = ink; a digit or a number) written from 4-8 px below the wedge, further than
+    the ink's own pixels join."""
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
     img = 0.88 - 0.15 * xx / w
-    if digit is not None:
-        ink = synth.redraw(digit, 180) if digit.dtype == np.uint8 else digit
+    if ink is not None:
         img = img * (1 - 0.85 * synth.place(ink, (h, w), 300, 22))
     img[yy < 18 * (1 - xx / (0.8 * w))] = 0.3
     img += rng.normal(0, 0.01, (h, w)).astype(np.float32)
@@ -571,7 +570,9 @@ def test_a_digit_near_the_table_past_the_sheets_edge_is_read(mnist, recognizer):
     20 of 20 after). The wedge alone is still no digit."""
     rng = np.random.default_rng(3)
     indices = range(20)
-    photos = [_sheet_turned_under_the_table(mnist.test_images[i], rng) for i in indices]
+    photos = [
+        _sheet_turned_under_the_table(synth.redraw(mnist.test_images[i], 180), rng) for i in indices
+    ]
     read = [p.digit for p in recognizer.predict_batch(photos)]
     assert sum(r == mnist.test_labels[i] for r, i in zip(read, indices, strict=True)) >= 18
     empty = [_sheet_turned_under_the_table(None, rng) for _ in range(6)]

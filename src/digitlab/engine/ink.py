@@ -820,8 +820,7 @@ def _clear_rim_pieces(
     for c in comps:
         if not _touches_edge(c, labels.shape):
             continue
-        own, patch = _piece(ink, labels, c, factor)
-        inked = own & (patch >= _LOW_LEVEL)
+        inked, patch = _piece(ink, labels, c, factor)
         pixels, n = label_components(inked)
         if n < 2:
             continue
@@ -875,8 +874,7 @@ def _is_frame(
         c.y0 == 0 and c.y1 == h and c.width <= FRAME_THIN * w
     ):
         return True
-    own, patch = _piece(ink, labels, c, factor)
-    inked = own & (patch >= LOW_INK * FULL)
+    inked, patch = _piece(ink, labels, c, factor)
     edge = _touches_edge(c, labels.shape)
     if not _is_solid(patch, inked, edge_solid if edge else SOLID_FRACTION):
         return True
@@ -893,10 +891,11 @@ def _is_solid(patch: np.ndarray, inked: np.ndarray, fraction: float) -> bool:
 def _piece(
     ink: np.ndarray, labels: np.ndarray, c: Component, factor: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """A piece's pixels in its box of ``ink``: the boolean map of its blocks and the ink."""
+    """A piece's ink in its box of ``ink``: the boolean map of its pixels of at least LOW_INK
+    (within its blocks), and the box of ``ink`` itself."""
     own = np.repeat(np.repeat(labels[c.y0 : c.y1, c.x0 : c.x1] == c.label, factor, 0), factor, 1)
     patch = ink[c.y0 * factor : c.y1 * factor, c.x0 * factor : c.x1 * factor]
-    return own[: patch.shape[0], : patch.shape[1]], patch
+    return own[: patch.shape[0], : patch.shape[1]] & (patch >= LOW_INK * FULL), patch
 
 
 def _touches_edge(c: Component, shape: tuple[int, ...]) -> bool:
@@ -913,8 +912,7 @@ def _is_table_rim(ink: np.ndarray, labels: np.ndarray, c: Component, factor: int
     spans = (c.x0 == 0 and c.x1 == w) or (c.y0 == 0 and c.y1 == h)
     if spans or not _touches_edge(c, labels.shape):
         return False
-    own, patch = _piece(ink, labels, c, factor)
-    return _is_rim(ink, own & (patch >= LOW_INK * FULL), c, factor)
+    return _is_rim(ink, _piece(ink, labels, c, factor)[0], c, factor)
 
 
 def _is_rim(ink: np.ndarray, inked: np.ndarray, c: Component, factor: int) -> bool:
