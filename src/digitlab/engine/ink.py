@@ -22,7 +22,7 @@ never a guess.
 
 Only numpy and Pillow are used (no torch, no scipy), so ONNX-only installs can preprocess too.
 
-One module (~1,300 lines) because polarity, lighting, line removal, speck removal and the
+One module (~1,400 lines) because polarity, lighting, line removal, speck removal and the
 digit-piece rule work on the same maps (luminance, ink, block grids) in one pass; split, each
 part would need the others' intermediate arrays.
 """

@@ -9,8 +9,9 @@ image we are given goes through the same steps first:
    image or numpy array in any supported format and mode, EXIF orientation applied, with a
    pixel limit against decompression bombs.
 2. **Ink map** (:func:`extract_ink`, :mod:`digitlab.engine.ink`): an image where ink = 255
-   and paper = 0, with polarity, uneven light and printed ruled or squared lines taken out,
-   and only the digit's ink kept (the tallest solid writing and what lies beside it: a digit
+   and paper = 0 (an exact nearest-neighbour enlargement read at its original size), with
+   polarity, uneven light and printed ruled or squared lines taken out, and only the digit's
+   ink kept (the tallest solid writing and what lies beside it: a digit
    touching the edge or small on a large page stays, the frame and specks go). An image whose
    ink does not stand out clearly has no ink: blank, uniform, noise or empty paper give
    "no digit", never a guess; so does ink three times wider than tall (a line, not a digit:
