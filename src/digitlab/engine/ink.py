@@ -152,13 +152,9 @@ FLAT_BACKGROUND_TOLERANCE = 2
 # white so that a nearly black shadow does not blow its noise up into ink.
 MIN_PAPER_BRIGHTNESS = 0.2
 
-# Noise and ink levels. The paper level is the peak of the histogram smoothed over PAPER_WINDOW grey
-# levels (or what the image's outermost ring shows, where a thick stroke cropped tight outnumbers
-# the paper: _unflattened_paper; development drawings of validation digits with a pen of 15-22% of
-# their height, cropped to the ink: 71.0% / 75.8% -> 92.0% / 95.8% read, two seeds of ~100; tune
-# suite identical but tight crops 99.67% -> 100%; hard_cases.py identical but lowres 98% -> 97%:
-# a soft 8x8 digit whose flipped reading happened to be right now has its polarity right and
-# stands just under MIN_SNR); its noise sigma is estimated from the histogram
+# Noise and ink levels. The paper level is the peak of the histogram smoothed over PAPER_WINDOW
+# grey levels (where a thick stroke cropped tight outnumbers the paper, what the image's
+# outermost ring shows: _unflattened_paper); its noise sigma is estimated from the histogram
 # below the peak (the paper's 16th percentile, 1 sigma below its peak for Gaussian noise, is 2 x
 # 15.87% = 31.7% of the way up the pixels below the peak), floored at one grey level. The ink
 # level is the brightness reached by the brightest INK_TOP_FRACTION of pixels (but at least
@@ -467,6 +463,11 @@ def _unflattened_paper(a: np.ndarray, counts: np.ndarray) -> int:
     end of the image's range than the peak (more than half the 0.1-99.9 percentile span from
     it) and more of the ring lies within PAPER_WINDOW levels of it than of the image within
     PAPER_WINDOW of the peak (a UCI digit whose strokes cover most of its ring keeps the peak).
+    Development drawings of validation digits with a pen of 15-22% of their height, cropped to
+    the ink: 71.0% / 75.8% -> 92.0% / 95.8% read (two seeds of ~100); tune suite identical but
+    tight crops 99.67% -> 100%; hard_cases.py identical but lowres 98% -> 97% (a soft 8x8 digit
+    whose flipped reading happened to be right now has its polarity right and stands just under
+    MIN_SNR).
     """
     peak = _paper_level(counts)
     h, w = a.shape
@@ -935,7 +936,7 @@ def _size(ink: np.ndarray, c: Component, factor: int) -> tuple[int, int]:
     """A component's width and height in working pixels: its block box, trimmed to the ink."""
     if factor == 1:
         return c.width, c.height
-    patch = ink[c.y0 * factor : c.y1 * factor, c.x0 * factor : c.x1 * factor] >= LOW_INK * FULL
+    patch = ink[c.y0 * factor : c.y1 * factor, c.x0 * factor : c.x1 * factor] >= _LOW_LEVEL
     rows = np.flatnonzero(patch.any(axis=1))
     cols = np.flatnonzero(patch.any(axis=0))
     if rows.size == 0:
@@ -970,7 +971,7 @@ def _is_solid(patch: np.ndarray, inked: np.ndarray, fraction: float) -> bool:
     """Whether the pixels ``inked`` (a boolean map over ``patch``, a box of the ink map) are
     solid writing: some, and at least ``fraction`` of them strong ink."""
     total = int(np.count_nonzero(inked))
-    return total > 0 and np.count_nonzero(inked & (patch >= STRONG_INK * FULL)) >= fraction * total
+    return total > 0 and np.count_nonzero(inked & (patch >= _STRONG_LEVEL)) >= fraction * total
 
 
 def _piece(
@@ -980,7 +981,7 @@ def _piece(
     (within its blocks), and the box of ``ink`` itself."""
     own = np.repeat(np.repeat(labels[c.y0 : c.y1, c.x0 : c.x1] == c.label, factor, 0), factor, 1)
     patch = ink[c.y0 * factor : c.y1 * factor, c.x0 * factor : c.x1 * factor]
-    return own[: patch.shape[0], : patch.shape[1]] & (patch >= LOW_INK * FULL), patch
+    return own[: patch.shape[0], : patch.shape[1]] & (patch >= _LOW_LEVEL), patch
 
 
 def _touches_edge(c: Component, shape: tuple[int, ...]) -> bool:
