@@ -288,6 +288,18 @@ SMALL_IMAGE_DIGIT = 0.3
 # edge up to 0.38.
 SOLID_FRACTION = 0.2
 EDGE_SOLID_FRACTION = 0.5
+# Edge pieces need only SOLID_FRACTION where EXACT_PAPER_FRACTION of the image or more is one
+# exact grey level (though less than DIGITAL_PAPER_FRACTION, so it is read as a photo): a
+# digital image whose digit fills the frame, or a sheet's paper clipped at white. A UCI 8x8
+# digit enlarged smoothly to 128 px or more is such an image (20-50% of it is its paper's
+# level); its soft-edged strokes touch the frame with 28-46% of their pixels strong and were
+# dropped: the tune suite's 300 UCI digits at 128 px, "no digit" 0.3-8.3% per filter and
+# polarity (bilinear, bicubic, Lanczos), 0% now (256 px: 0-7.3% -> 0%). Development photos of
+# digits and of empty pages hold at most 6% and 14% of their pixels at their commonest level
+# and are not affected; overexposed photos (brightened 1.3-2.2x, a fifth or more clipped in 36%
+# of 200 and 87% of 300) read as before. (Read as digital instead -- DIGITAL_PAPER_FRACTION at
+# 0.2 -- such photos lost their flattening: 100% -> 86% read right.)
+EXACT_PAPER_FRACTION = 0.2
 EDGE_BAND = 0.05
 FRAME_THIN = 0.25
 SIGNIFICANT_FRACTION = 0.5
@@ -1277,12 +1289,14 @@ def _clean_ink(
     denoise: bool = True,
     rims: bool = False,
     min_snr: float = MIN_SNR,
+    edge_solid: float = EDGE_SOLID_FRACTION,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Threshold an ink map and remove specks (and, in photos, what touches the edge; with
     ``rims``, the rims only); returns the thresholded map and the cleaned one (``scale``: see
     :func:`remove_specks`). With ``denoise``, noise left above the cut of an unflattened map is
     filtered (IMPULSE_MIN_SHARE) and a noisy map without ink is looked at again smoothed
-    (NOISY_SIGMA). ``min_snr``: see :func:`threshold_ink`."""
+    (NOISY_SIGMA). ``min_snr``: see :func:`threshold_ink`; ``edge_solid``: see
+    :func:`remove_specks`."""
     soft = threshold_ink(ink, min_snr, flattened=photo)
     if denoise and not photo and _lone_pixels(soft > 0):
         # noise above the cut: a 3x3 median removes lone pixels, keeps strokes (IMPULSE_MIN_SHARE)
@@ -1294,7 +1308,9 @@ def _clean_ink(
         soft = threshold_ink(np.asarray(smooth.filter(ImageFilter.GaussianBlur(radius))))
     if not soft.any():
         return soft, soft
-    return soft, remove_specks(soft, clear_edges=photo, clear_rims=rims, scale=scale)
+    return soft, remove_specks(
+        soft, clear_edges=photo, clear_rims=rims, edge_solid=edge_solid, scale=scale
+    )
 
 
 def _neighbour_noise(lum: np.ndarray) -> float:
@@ -1366,14 +1382,17 @@ def _extract_ink(source: Any, plain_reading: bool) -> InkImage:
     scale *= enlarged
     lum, alpha = _luminance(img)
     photo = False
+    edge_solid = EDGE_SOLID_FRACTION
     if alpha is not None:
         polarity = "alpha"
         ink = _alpha_ink(lum, alpha)
     else:
+        if _counts(lum).max() >= EXACT_PAPER_FRACTION * lum.size:
+            edge_solid = SOLID_FRACTION  # partly exact paper (EXACT_PAPER_FRACTION)
         dark, ink, photo, lum = _polarity_and_ink(lum)
         polarity = _polarity_name(dark)
     # Thresholded once: the specks' removal and, for a photo, the readings' agreement use it.
-    thresholded, soft = _clean_ink(ink, photo, scale)
+    thresholded, soft = _clean_ink(ink, photo, scale, edge_solid=edge_solid)
     mask = soft > 0
     has_ink = bool(mask.any())
     plain, plain_polarity = None, "none"
