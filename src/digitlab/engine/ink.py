@@ -846,7 +846,9 @@ def remove_specks(
     piece's height, so a small digit on a large page is read, and specks beside a digit are
     not. Smaller pieces count when they touch the significant ink's box grown by PART_MARGIN.
     ``scale``: input pixels per pixel of ``ink`` (``min_digit_pixels``, by default
-    MIN_DIGIT_PIXELS, is in input pixels).
+    MIN_DIGIT_PIXELS, is in input pixels). ``edge_solid``: the share of strong pixels a piece
+    touching a photo's edge needs (EDGE_SOLID_FRACTION; SOLID_FRACTION where the image is
+    partly exact paper, see EXACT_PAPER_FRACTION).
     Returns the cleaned uint8 map (all zero when nothing significant is left).
     """
     factor = max(1, -(-max(ink.shape) // LABEL_MAX_SIDE))
@@ -963,9 +965,9 @@ def _is_frame(
     (touches two opposite edges and is at most FRAME_THIN of the image thick the other way: a
     line, the sheet's edge; a digit cropped tight fills the frame), or its ink touches the edge
     and most of it lies within EDGE_BAND of the edge (the table beside the sheet, a dark rim),
-    or it is not solid ink (less than SOLID_FRACTION of its pixels strong, EDGE_SOLID_FRACTION
-    in the outermost blocks: noise a dim corner's vignette raised). A digit touching or cut by
-    the edge is solid and reaches well inside; a small one just inside the edge touches
+    or it is not solid ink (less than SOLID_FRACTION of its pixels strong, ``edge_solid`` when
+    it reaches the outermost blocks: noise a dim corner's vignette raised). A digit touching or
+    cut by the edge is solid and reaches well inside; a small one just inside the edge touches
     nothing."""
     h, w = labels.shape
     if (c.x0 == 0 and c.x1 == w and c.height <= FRAME_THIN * h) or (
