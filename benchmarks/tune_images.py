@@ -473,18 +473,25 @@ HARD_KINDS = (
     "noisy",
     "speckled",
 )
-HARD_BLANK_KINDS = ("ruled", "squared", "page", "soft_paper", "dark_photo", "strong_noise")
+HARD_BLANK_KINDS = (
+    "ruled",
+    "squared",
+    "page",
+    "soft_paper",
+    "dark_photo",
+    "strong_noise",
+    "clipped_noise",
+)
 # Blanks the engine still reads as a digit (hard_cases.py reports them; no test holds them):
-# salt and pepper noise, whose dots the pooled labelling joins into pieces; Gaussian noise whose
-# mean lies near black or white, so that 5-50% of its pixels clip there: the clipped spike is
-# taken for the paper, its histogram noise sigma for one grey level, and the pairs of clipped
-# neighbours pull the difference-based noise estimate down, so the noise passes for ink. Since
-# the eighth session, noise left as lone pixels above the cut is median-filtered (ink.py,
-# IMPULSE_MIN_SHARE): 34% -> 86% and 48% -> 84% "no digit". Clipped noise still passes for ink
-# in every form (a development check, 60 images each: plain 68%, blurred 93%, JPEG 85% "no
-# digit"): the filtered noise keeps blobs above the cut, and only their shapes tell them from
-# strokes.
-GAP_BLANK_KINDS = ("salt_pepper", "clipped_noise")
+# salt and pepper noise, whose dots the pooled labelling joins into pieces. Since the eighth
+# session, noise left as lone pixels above the cut is median-filtered (ink.py,
+# IMPULSE_MIN_SHARE): 34% -> 86% "no digit"; since the twenty-third, ink spread over the frame
+# in blobs none of which holds a quarter of it is texture (preprocess.TEXTURE_SHARE): 90% ->
+# 92% in hard_cases.py. What is left are sparse specks that survive the filter and sit within
+# part of the frame, read as a digit with low confidence. (Gaussian noise whose mean lies near
+# black or white, clipped_noise, was a gap too -- 84% "no digit" -- until that texture rule:
+# it thresholds to thousands of blobs over the whole frame; now a hard blank kind.)
+GAP_BLANK_KINDS = ("salt_pepper",)
 # Ink colours of ballpoint, gel and felt-tip pens (RGB 0-255).
 PENS = ((20, 20, 25), (25, 40, 140), (30, 60, 170), (150, 25, 30), (20, 90, 40), (60, 60, 65))
 
@@ -732,7 +739,8 @@ def hard_blank(kind: str, rng: np.random.Generator) -> bytes | Image.Image:
     """A photo with no digit (see HARD_BLANK_KINDS): empty ruled or squared paper, an empty
     2000x1500 page, a soft low-contrast scan of paper enlarged, a dim photo of paper, strong
     noise (uniform over a wide range or heavy Gaussian; any size, maybe slightly blurred or
-    saved as JPEG); and salt_pepper and clipped_noise (see GAP_BLANK_KINDS)."""
+    saved as JPEG), Gaussian noise clipped at black or white (clipped_noise); and salt_pepper
+    (see GAP_BLANK_KINDS)."""
     if kind in ("strong_noise", "salt_pepper", "clipped_noise"):
         return _noise_image(kind, rng)
     if kind in ("ruled", "squared"):

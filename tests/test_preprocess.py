@@ -347,6 +347,38 @@ def test_mnist_test_pngs_read_as_the_network_reads_the_tensors(mnist, recognizer
 # --------------------------------------------------------------------------------------------
 
 
+def test_noise_spread_over_the_frame_is_texture_not_a_digit(recognizer):
+    """Heavy Gaussian noise clipped at black or white thresholds to thousands of blobs over the
+    whole frame, none of them a quarter of the ink (preprocess.TEXTURE_SHARE): no digit. Before
+    the texture rule 84 of these 100 gave "no digit"."""
+    rng = np.random.default_rng(2300)
+    images = [synth.hard_blank("clipped_noise", rng) for _ in range(100)]
+    none = np.mean([p.digit is None for p in recognizer.predict_batch(images)])
+    assert none >= 0.97
+
+
+def test_a_digit_cropped_tight_in_pieces_is_not_texture(mnist, recognizer):
+    """A digit cropped tight touches every edge, and may be in pieces (a 4 or a 5 in two
+    strokes, a faint stroke broken by the threshold): cut into three pieces of about a third
+    each, it is still a digit, read as before; its own pieces are not texture."""
+    rng = np.random.default_rng(2301)
+    noise = (rng.random((200, 150)) < 0.2).astype(np.uint8) * 255
+    assert P.is_texture(noise)
+    pieces, right = 0, 0
+    for i in sample(60, seed=2301):
+        tight = synth.cropped_tight(mnist.test_images[i], 140, dark_on_light=True).copy()
+        ink = tight < 128
+        cum = np.cumsum(ink.sum(axis=1))
+        for third in (1, 2):  # white gaps where a third and two thirds of the ink lie above
+            y = int(np.searchsorted(cum, third * cum[-1] / 3))
+            tight[max(0, y - 2) : y + 2] = 255
+        pre = P.to_model_input(tight)
+        assert pre.has_ink
+        pieces += 1
+        right += recognizer.predict(tight).digit == mnist.test_labels[i]
+    assert right >= 0.8 * pieces
+
+
 @pytest.mark.parametrize("kind", synth.BLANK_KINDS)
 def test_images_without_a_digit_have_no_ink(kind):
     rng = np.random.default_rng(11)

@@ -37,6 +37,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from digitlab.engine.decode import load_image
 from digitlab.engine.ink import (
     LOW_INK,
@@ -83,6 +85,7 @@ __all__ = [
     "extract_ink",
     "flatten_background",
     "ink_levels",
+    "is_texture",
     "label_components",
     "mnist_format",
     "normalize_digit",
@@ -100,6 +103,35 @@ __all__ = [
 # line left on an empty notebook page, a dash): of MNIST's 60,000 training digits 99.99% are at
 # most 2.0 times wider than tall, the flattest 2.5 (a 2 and a 5 squashed into 20x8 px).
 BAR_ASPECT = 3.0
+# Ink spread over the frame (its box spans at least TEXTURE_SPAN of the image each way) whose
+# largest 8-connected piece holds less than TEXTURE_SHARE of it is texture, not a digit: heavy
+# noise clipped at black or white, or dense salt and pepper, thresholds to thousands of blobs
+# spread over the whole frame. A digit is one piece or a few (a 4 or a 5 in two strokes), even
+# cropped tight. Development images (tune_images on validation digits, 150 of each hard kind,
+# canvas kind, photos and tight crops) whose ink spans the frame: largest piece 0.35 of the ink
+# or more (a tight crop in two pieces); clipped and salt-and-pepper noise that does: 0.26 or
+# less, nearly all under 0.01. The span test comes first
+# because it is cheap: labelling a canvas drawing's pixels would cost more than the rest of
+# its preprocessing. Single-digit reading only: a number's digits are pieces.
+TEXTURE_SPAN = 0.9
+TEXTURE_SHARE = 0.25
+
+
+def is_texture(ink: np.ndarray) -> bool:
+    """Whether a thresholded ink map (ink > 0) is texture, not a digit (see TEXTURE_SHARE)."""
+    mask = ink > 0
+    rows = np.flatnonzero(mask.any(axis=1))
+    cols = np.flatnonzero(mask.any(axis=0))
+    if rows.size == 0:
+        return False
+    h, w = mask.shape
+    if rows[-1] - rows[0] + 1 < TEXTURE_SPAN * h or cols[-1] - cols[0] + 1 < TEXTURE_SPAN * w:
+        return False
+    labels, n = label_components(mask)
+    if n < 2:
+        return False
+    sizes = np.bincount(labels.ravel())[1:]
+    return bool(sizes.max() < TEXTURE_SHARE * sizes.sum())
 
 
 def to_model_input(image: Any) -> Preprocessed:
@@ -118,6 +150,8 @@ def to_model_input(image: Any) -> Preprocessed:
     ink = extract_ink(image)
 
     def normalised(reading: Any, polarity: str) -> Preprocessed:
+        if is_texture(reading):
+            return blank(ink.input_size)
         return preprocess_ink(
             reading,
             scale=ink.scale,
