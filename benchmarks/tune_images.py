@@ -486,9 +486,10 @@ HARD_BLANK_KINDS = (
 # salt and pepper noise, whose dots the pooled labelling joins into pieces. Since the eighth
 # session, noise left as lone pixels above the cut is median-filtered (ink.py,
 # IMPULSE_MIN_SHARE): 34% -> 86% "no digit"; since the twenty-third, ink spread over the frame
-# in blobs none of which holds a quarter of it is texture (preprocess.TEXTURE_SHARE): 90% ->
-# 92% in hard_cases.py. What is left are sparse specks that survive the filter and sit within
-# part of the frame, read as a digit with low confidence. (Gaussian noise whose mean lies near
+# in blobs none of which holds a quarter of it is texture (preprocess.TEXTURE_SHARE):
+# hard_cases.py 94% (its draws since clipped_noise moved; the old draws gave 90% before). What
+# is left are sparse specks that survive the filter within part of the frame, read as a digit
+# with low confidence. (Gaussian noise whose mean lies near
 # black or white, clipped_noise, was a gap too -- 84% "no digit" -- until that texture rule:
 # it thresholds to thousands of blobs over the whole frame; now a hard blank kind.)
 GAP_BLANK_KINDS = ("salt_pepper",)

@@ -360,11 +360,12 @@ def test_noise_spread_over_the_frame_is_texture_not_a_digit(recognizer):
 def test_a_digit_cropped_tight_in_pieces_is_not_texture(mnist, recognizer):
     """A digit cropped tight touches every edge, and may be in pieces (a 4 or a 5 in two
     strokes, a faint stroke broken by the threshold): cut into three pieces of about a third
-    each, it is still a digit, read as before; its own pieces are not texture."""
+    each, it is still a digit and still read (58 of these 60); its pieces are not texture,
+    while random specks over the frame are."""
     rng = np.random.default_rng(2301)
     noise = (rng.random((200, 150)) < 0.2).astype(np.uint8) * 255
     assert P.is_texture(noise)
-    pieces, right = 0, 0
+    right = 0
     for i in sample(60, seed=2301):
         tight = synth.cropped_tight(mnist.test_images[i], 140, dark_on_light=True).copy()
         ink = tight < 128
@@ -372,11 +373,9 @@ def test_a_digit_cropped_tight_in_pieces_is_not_texture(mnist, recognizer):
         for third in (1, 2):  # white gaps where a third and two thirds of the ink lie above
             y = int(np.searchsorted(cum, third * cum[-1] / 3))
             tight[max(0, y - 2) : y + 2] = 255
-        pre = P.to_model_input(tight)
-        assert pre.has_ink
-        pieces += 1
+        assert P.to_model_input(tight).has_ink
         right += recognizer.predict(tight).digit == mnist.test_labels[i]
-    assert right >= 0.8 * pieces
+    assert right >= 54
 
 
 @pytest.mark.parametrize("kind", synth.BLANK_KINDS)
