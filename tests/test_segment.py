@@ -52,6 +52,17 @@ def test_blank_reads_as_empty_number(recognizer):
     assert result.number == "" and result.digits == [] and result.uncertain
 
 
+def test_noise_cut_into_digits_is_no_number(recognizer):
+    """Heavy Gaussian noise clipped at black or white, read as a number, was cut into "digits"
+    of noise (13 of these 60 gave a number, up to 14 digits long); a digit whose ink is texture
+    is no digit, as for a single digit (preprocess.TEXTURE_SHARE)."""
+    rng = np.random.default_rng(77)
+    images = [synth.hard_blank("clipped_noise", rng) for _ in range(60)]
+    numbers = [recognizer.read_number(image).number for image in images]
+    assert sum(n != "" for n in numbers) <= 3
+    assert max(len(n) for n in numbers) <= 6
+
+
 def test_segments_without_a_model_follow_the_gaps(mnist):
     rng = np.random.default_rng(2)
     strip = _strip(mnist, sample(5, seed=6), rng, touch_probability=0.0)

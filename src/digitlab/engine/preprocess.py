@@ -111,8 +111,9 @@ BAR_ASPECT = 3.0
 # canvas kind, photos and tight crops) whose ink spans the frame: largest piece 0.35 of the ink
 # or more (a tight crop in two pieces); clipped and salt-and-pepper noise that does: 0.26 or
 # less, nearly all under 0.01. The span test comes first because it is cheap: labelling a
-# canvas drawing's pixels would cost more than the rest of its preprocessing. Single-digit
-# reading only: a number's digits are pieces.
+# canvas drawing's pixels would cost more than the rest of its preprocessing. Applied to a
+# single digit's readings and to each digit of a number on its own ink, never to a whole
+# number's ink: its digits are pieces.
 TEXTURE_SPAN = 0.9
 TEXTURE_SHARE = 0.25
 

@@ -62,6 +62,7 @@ from digitlab.engine.preprocess import (
     InkImage,
     Preprocessed,
     extract_ink,
+    is_texture,
     preprocess_ink,
     to_model_input,
 )
@@ -525,7 +526,13 @@ class Recognizer:
 
         segments = segment_digits(ink.ink, read=read, strokes=work_strokes)
         pres = [prepare(s) for s in segments]
-        keep = [(s, p) for s, p in zip(segments, pres, strict=True) if p.has_ink]
+        # A digit's ink that is texture (blobs over its whole box, none a quarter of it: noise
+        # cut into "digits") is no digit, as for a single digit (preprocess.TEXTURE_SHARE).
+        keep = [
+            (s, p)
+            for s, p in zip(segments, pres, strict=True)
+            if p.has_ink and not is_texture(s.ink)
+        ]
         if not keep:
             return NumberResult("", []), -np.inf
         least = (
