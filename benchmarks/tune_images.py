@@ -489,9 +489,9 @@ HARD_BLANK_KINDS = (
 # in blobs none of which holds a quarter of it is texture (preprocess.TEXTURE_SHARE):
 # hard_cases.py 94% (its draws since clipped_noise moved; the old draws gave 90% before). What
 # is left are sparse specks that survive the filter within part of the frame, read as a digit
-# with low confidence. (Gaussian noise whose mean lies near
-# black or white, clipped_noise, was a gap too -- 84% "no digit" -- until that texture rule:
-# it thresholds to thousands of blobs over the whole frame; now a hard blank kind.)
+# with low confidence. (Gaussian noise whose mean lies near black or white, clipped_noise, was a
+# gap too -- 84% "no digit" -- until that texture rule: it thresholds to thousands of blobs over
+# the whole frame; now a hard blank kind.)
 GAP_BLANK_KINDS = ("salt_pepper",)
 # Ink colours of ballpoint, gel and felt-tip pens (RGB 0-255).
 PENS = ((20, 20, 25), (25, 40, 140), (30, 60, 170), (150, 25, 30), (20, 90, 40), (60, 60, 65))

@@ -62,6 +62,7 @@ from digitlab.engine.normalise import (
     NORM_BOX,
     Affine,
     Preprocessed,
+    _bbox,
     blank,
     mnist_format,
     normalize_digit,
@@ -120,15 +121,14 @@ TEXTURE_SHARE = 0.25
 
 def is_texture(ink: np.ndarray) -> bool:
     """Whether a thresholded ink map (ink > 0) is texture, not a digit (see TEXTURE_SHARE)."""
-    mask = ink > 0
-    rows = np.flatnonzero(mask.any(axis=1))
-    cols = np.flatnonzero(mask.any(axis=0))
-    if rows.size == 0:
+    box = _bbox(ink)
+    if box is None:
         return False
-    h, w = mask.shape
-    if rows[-1] - rows[0] + 1 < TEXTURE_SPAN * h or cols[-1] - cols[0] + 1 < TEXTURE_SPAN * w:
+    x0, y0, x1, y1 = box
+    h, w = ink.shape
+    if y1 - y0 < TEXTURE_SPAN * h or x1 - x0 < TEXTURE_SPAN * w:
         return False
-    labels, n = label_components(mask)
+    labels, n = label_components(ink > 0)
     if n < 2:
         return False
     sizes = np.bincount(labels.ravel())[1:]
